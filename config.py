@@ -1,0 +1,102 @@
+"""Typed configuration in one place: environment first, then .streamlit/secrets.toml, then defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'data' / 'careloop.db'}"
+# Keys that ship in examples or library docs; anyone can forge a session cookie signed with them.
+PLACEHOLDER_KEYS = frozenset({"", "some_key", "change-me", "changeme", "secret", "CHANGE_ME"})
+MIN_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """Configuration that must stop start-up; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    demo: bool
+    cookie_key: str
+    cookie_name: str = "careloop_session"
+    session_hours: float = 12.0
+    max_failed_logins: int = 5
+    lockout_minutes: int = 15
+    timezone: str = "Asia/Shanghai"
+    card_prefix: str = "CL"
+    institution_name: str = "Careloop"
+
+
+def _read_secrets(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _demo_cookie_key(data_dir: Path) -> str:
+    """Demo mode keeps a random key on disk so a restart does not log everyone out."""
+    key_file = data_dir / ".cookie_key"
+    if key_file.is_file():
+        return key_file.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = _secrets.token_urlsafe(48)
+    key_file.write_text(key, encoding="utf-8")
+    key_file.chmod(0o600)
+    return key
+
+
+def database_url(env: dict[str, str] | None = None) -> str:
+    """The database URL alone, for tools (migrations, manage.py) that need no cookie key."""
+    env = dict(os.environ) if env is None else env
+    return env.get("CARELOOP_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def load_settings(
+    env: dict[str, str] | None = None, secrets_path: Path | None = None
+) -> Settings:
+    env = dict(os.environ) if env is None else env
+    file = _read_secrets(secrets_path or ROOT / ".streamlit" / "secrets.toml")
+    careloop = file.get("careloop", {}) if isinstance(file.get("careloop"), dict) else {}
+
+    def pick(name: str, default: str | None = None) -> str | None:
+        value = env.get(f"CARELOOP_{name.upper()}")
+        if value is None:
+            raw = careloop.get(name)
+            value = None if raw is None else str(raw)
+        return default if value is None else value
+
+    demo = _truthy(pick("demo", "0"))
+    cookie_key = pick("cookie_key", "") or ""
+    if cookie_key in PLACEHOLDER_KEYS or len(cookie_key) < MIN_KEY_LENGTH:
+        if not demo:
+            raise ConfigError(
+                "CARELOOP_COOKIE_KEY is missing, a placeholder or shorter than "
+                f"{MIN_KEY_LENGTH} characters. Set it in the environment or in "
+                ".streamlit/secrets.toml under [careloop] cookie_key (for example the output of "
+                "`python -c \"import secrets; print(secrets.token_urlsafe(48))\"`), "
+                "or set CARELOOP_DEMO=1 for a demo."
+            )
+        cookie_key = _demo_cookie_key(Path(pick("data_dir", str(ROOT / "data")) or "data"))
+    return Settings(
+        database_url=pick("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
+        demo=demo,
+        cookie_key=cookie_key,
+        session_hours=float(pick("session_hours", "12") or 12),
+        max_failed_logins=int(pick("max_failed_logins", "5") or 5),
+        lockout_minutes=int(pick("lockout_minutes", "15") or 15),
+        timezone=pick("timezone", "Asia/Shanghai") or "Asia/Shanghai",
+        card_prefix=pick("card_prefix", "CL") or "CL",
+        institution_name=pick("institution_name", "Careloop") or "Careloop",
+    )

@@ -1,0 +1,620 @@
+"""Careloop's data model: SQLAlchemy 2 typed tables that run unchanged on SQLite and PostgreSQL.
+
+Timestamps are naive and in the site's local time zone (config.timezone): every screen, report and
+monthly bucket is read in hospital time, so storing it that way keeps month boundaries right in SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, BigId
+
+ROLES = ("admin", "manager", "nurse", "quality")
+SEXES = ("M", "F", "U")
+CONSENT_PURPOSES = ("followup", "education", "marketing", "research")
+HISTORY_KINDS = ("condition", "allergy", "family", "lifestyle", "medication", "surgery")
+TASK_STATUSES = ("pending", "done", "unreachable", "escalated", "cancelled")
+CONTACT_OUTCOMES = ("reached", "no_answer", "wrong_number", "refused", "deceased")
+CONTACT_METHODS = ("phone", "sms", "wechat", "visit", "email")
+INTERVENTION_KINDS = ("education", "diet", "exercise", "psychological", "adherence", "referral")
+MESSAGE_STATUSES = ("queued", "sent", "delivered", "failed", "cancelled")
+
+
+# --- organisation and access -------------------------------------------------------------------
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    # "hospital" wards and clinics vs the "checkup" (health-check centre) side of the site.
+    kind: Mapped[str] = mapped_column(String(16), default="hospital")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Lockout is a window, never a flag: a user is locked only while now < locked_until.
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
+
+
+class AuthSession(Base):
+    """A server-side login session; the browser cookie only carries its id, so logout can revoke it."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # sha256 of the random session token: a leaked database does not hand out live sessions.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditLog(Base):
+    """Append-only record of every login, read of a patient record, export and change."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_patient_at", "patient_id", "at"),
+        Index("ix_audit_log_user_at", "user_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    entity: Mapped[str | None] = mapped_column(String(48))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    detail: Mapped[dict[str, Any] | None]
+
+
+# --- patients and their records ----------------------------------------------------------------
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (
+        Index("ix_patients_phone", "phone"),
+        Index("ix_patients_name", "name"),
+        Index("ix_patients_id_number", "id_number"),
+        Index("ix_patients_department_status", "department_id", "status"),
+        Index("ix_patients_nurse", "nurse_id"),
+        Index("ix_patients_birth_date", "birth_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_no: Mapped[str] = mapped_column(String(24), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # Pinyin initials ("zs" for 张三) let a nurse search Chinese names from a Latin keyboard.
+    name_initials: Mapped[str | None] = mapped_column(String(32), index=True)
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    id_type: Mapped[str | None] = mapped_column(String(16))
+    id_number: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(255))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    nurse_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    channel_prefs: Mapped[list[Any] | None]
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    enrolled_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class PatientIdentifier(Base):
+    """Identifiers of a patient in outside systems (Synthea id, HIS MRN, FHIR id) for import matching."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (UniqueConstraint("system", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(128))
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    granted_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class HealthHistory(Base):
+    """One fact of a health record; an edit ends the old row and adds a new one, so history is kept."""
+
+    __tablename__ = "health_history"
+    __table_args__ = (Index("ix_health_history_patient_kind", "patient_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(32))
+    code_system: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(500))
+    relation: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None]
+    started_on: Mapped[date | None] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("health_history.id"))
+    source: Mapped[str] = mapped_column(String(32), default="manual")
+    source_ref: Mapped[str | None] = mapped_column(String(128))
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Indicator(Base):
+    __tablename__ = "indicators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    loinc_codes: Mapped[list[Any]]
+    ref_low: Mapped[float | None] = mapped_column(Float)
+    ref_high: Mapped[float | None] = mapped_column(Float)
+    # Values outside [plausible_low, plausible_high] are rejected as input errors, not flagged.
+    plausible_low: Mapped[float | None] = mapped_column(Float)
+    plausible_high: Mapped[float | None] = mapped_column(Float)
+    decimals: Mapped[int] = mapped_column(Integer, default=1)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GuidelineBand(Base):
+    """A guideline threshold band for an indicator, as data with its source and version."""
+
+    __tablename__ = "guideline_bands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("indicators.id"), index=True)
+    band: Mapped[str] = mapped_column(String(32))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    low: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    abnormal: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(32))
+
+
+class Encounter(Base):
+    __tablename__ = "encounters"
+    __table_args__ = (
+        UniqueConstraint("source", "source_ref"),
+        Index("ix_encounters_patient_started", "patient_id", "started_at"),
+        Index("ix_encounters_started_department", "started_at", "department_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    doctor_name: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))
+    source_ref: Mapped[str] = mapped_column(String(128))
+
+
+class ExamReport(Base):
+    __tablename__ = "exam_reports"
+    __table_args__ = (
+        UniqueConstraint("source", "source_ref"),
+        Index("ix_exam_reports_patient_reported", "patient_id", "reported_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    encounter_id: Mapped[int | None] = mapped_column(ForeignKey("encounters.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="final")
+    reported_at: Mapped[datetime]
+    conclusion: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    source_ref: Mapped[str] = mapped_column(String(128))
+
+
+class Observation(Base):
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("source", "source_ref"),
+        Index("ix_observations_patient_indicator_at", "patient_id", "indicator_id", "observed_at"),
+        Index("ix_observations_observed_at", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    indicator_id: Mapped[int] = mapped_column(ForeignKey("indicators.id"))
+    encounter_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("encounters.id"))
+    value: Mapped[float] = mapped_column(Float)
+    original_value: Mapped[str | None] = mapped_column(String(64))
+    original_unit: Mapped[str | None] = mapped_column(String(32))
+    loinc_code: Mapped[str | None] = mapped_column(String(16))
+    observed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="final")
+    source: Mapped[str] = mapped_column(String(32))
+    source_ref: Mapped[str] = mapped_column(String(160))
+
+
+# --- tags and risk -----------------------------------------------------------------------------
+
+
+class TagRule(Base):
+    __tablename__ = "tag_rules"
+    __table_args__ = (UniqueConstraint("code", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    name_zh: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    expression: Mapped[dict[str, Any]]
+    source: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class PatientTag(Base):
+    __tablename__ = "patient_tags"
+    __table_args__ = (
+        Index("ix_patient_tags_patient", "patient_id", "tag_code"),
+        Index("ix_patient_tags_code_until", "tag_code", "until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    tag_code: Mapped[str] = mapped_column(String(48))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("tag_rules.id"))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    since: Mapped[datetime]
+    until: Mapped[datetime | None]
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class RiskAssessment(Base):
+    __tablename__ = "risk_assessments"
+    __table_args__ = (Index("ix_risk_assessments_patient_at", "patient_id", "assessed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    model: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(32))
+    assessed_at: Mapped[datetime]
+    score: Mapped[float | None] = mapped_column(Float)
+    level: Mapped[str | None] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]]
+    factors: Mapped[list[Any]]
+    missing: Mapped[list[Any] | None]
+
+
+# --- questionnaires and satisfaction -----------------------------------------------------------
+
+
+class Questionnaire(Base):
+    """A versioned template; a template in use is never edited, a change makes the next version."""
+
+    __tablename__ = "questionnaires"
+    __table_args__ = (UniqueConstraint("code", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16))
+    title_zh: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    score_rule: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class QuestionnaireItem(Base):
+    __tablename__ = "questionnaire_items"
+    __table_args__ = (UniqueConstraint("questionnaire_id", "item_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaires.id"))
+    item_code: Mapped[str] = mapped_column(String(48))
+    position: Mapped[int] = mapped_column(Integer)
+    qtype: Mapped[str] = mapped_column(String(16))
+    text_zh: Mapped[str] = mapped_column(String(500))
+    text_en: Mapped[str] = mapped_column(String(500))
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[list[Any] | None]
+    # Answers counted as "top box" for this item (for example [5] on a 1-5 scale, [9, 10] on 0-10).
+    top_box: Mapped[list[Any] | None]
+    is_nps: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SurveyInvitation(Base):
+    __tablename__ = "survey_invitations"
+    __table_args__ = (Index("ix_survey_invitations_sent_department", "sent_at", "department_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaires.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[datetime]
+
+
+class SurveyResponse(Base):
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        UniqueConstraint("source", "source_ref"),
+        Index("ix_survey_responses_submitted_department", "submitted_at", "department_id"),
+        Index("ix_survey_responses_patient", "patient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaires.id"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    invitation_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("survey_invitations.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    doctor_name: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    submitted_at: Mapped[datetime]
+    # The 0-10 "would you recommend" answer copied out of the answers so NPS aggregates on one table.
+    nps_score: Mapped[int | None] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    total_score: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(32))
+    source_ref: Mapped[str] = mapped_column(String(128))
+
+
+class SurveyAnswer(Base):
+    __tablename__ = "survey_answers"
+    __table_args__ = (
+        UniqueConstraint("response_id", "item_id"),
+        Index("ix_survey_answers_item", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    response_id: Mapped[int] = mapped_column(BigId, ForeignKey("survey_responses.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_items.id"))
+    value_num: Mapped[float | None] = mapped_column(Float)
+    value_text: Mapped[str | None] = mapped_column(Text)
+
+
+class ServiceRecoveryCase(Base):
+    __tablename__ = "service_recovery_cases"
+    __table_args__ = (Index("ix_service_recovery_cases_status_opened", "status", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    response_id: Mapped[int] = mapped_column(BigId, ForeignKey("survey_responses.id"), unique=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    opened_at: Mapped[datetime]
+    sla_due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    root_cause: Mapped[str | None] = mapped_column(String(32))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    rerating: Mapped[int | None] = mapped_column(SmallInteger)
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+# --- follow-up and interventions ---------------------------------------------------------------
+
+
+class FollowupPlan(Base):
+    __tablename__ = "followup_plans"
+    __table_args__ = (UniqueConstraint("code", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    name_zh: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(16))
+    trigger_param: Mapped[str | None] = mapped_column(String(64))
+    owner_role: Mapped[str] = mapped_column(String(16), default="nurse")
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class FollowupPlanStep(Base):
+    __tablename__ = "followup_plan_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("followup_plans.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    offset_days: Mapped[int] = mapped_column(Integer)
+    repeat_every_days: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(16))
+    script: Mapped[str | None] = mapped_column(Text)
+    questionnaire_id: Mapped[int | None] = mapped_column(ForeignKey("questionnaires.id"))
+
+
+class FollowupTask(Base):
+    __tablename__ = "followup_tasks"
+    __table_args__ = (
+        Index("ix_followup_tasks_assignee_status_due", "assignee_id", "status", "due_date"),
+        Index("ix_followup_tasks_department_due", "department_id", "due_date"),
+        Index("ix_followup_tasks_patient", "patient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("followup_plans.id"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("followup_plan_steps.id"))
+    kind: Mapped[str] = mapped_column(String(20), default="followup")
+    # Idempotency key of the trigger that opened the task: running automation twice opens nothing twice.
+    dedup_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    method: Mapped[str] = mapped_column(String(16), default="phone")
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str | None] = mapped_column(String(500))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class FollowupRecord(Base):
+    __tablename__ = "followup_records"
+    __table_args__ = (Index("ix_followup_records_patient_at", "patient_id", "contacted_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigId, ForeignKey("followup_tasks.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    contacted_at: Mapped[datetime]
+    method: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    notes: Mapped[str | None] = mapped_column(Text)
+    next_action: Mapped[str | None] = mapped_column(String(16))
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id"))
+    response_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("survey_responses.id"))
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Intervention(Base):
+    __tablename__ = "interventions"
+    __table_args__ = (Index("ix_interventions_patient_on", "patient_id", "performed_on"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    indicator_id: Mapped[int | None] = mapped_column(ForeignKey("indicators.id"))
+    goal: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+    performer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    performed_on: Mapped[date] = mapped_column(Date)
+    next_review_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+
+# --- advice, plans, summaries, messages --------------------------------------------------------
+
+
+class AdviceItem(Base):
+    __tablename__ = "advice_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48), unique=True)
+    category: Mapped[str] = mapped_column(String(16))
+    title_zh: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200))
+    body_zh: Mapped[str] = mapped_column(Text)
+    body_en: Mapped[str] = mapped_column(Text)
+    applies_to: Mapped[dict[str, Any]]
+    source: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WellnessPlan(Base):
+    __tablename__ = "wellness_plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    goals: Mapped[list[Any]]
+    advice_codes: Mapped[list[Any]]
+    start_on: Mapped[date] = mapped_column(Date)
+    end_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+
+class HealthSummary(Base):
+    __tablename__ = "health_summaries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    period_from: Mapped[date] = mapped_column(Date)
+    period_to: Mapped[date] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_status_scheduled", "status", "scheduled_at"),
+        Index("ix_messages_patient", "patient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    template_code: Mapped[str | None] = mapped_column(String(48))
+    body: Mapped[str] = mapped_column(Text)
+    scheduled_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
