@@ -1,0 +1,1 @@
+"""Report builders (PDF, CSV, Excel): pure functions that return bytes."""
