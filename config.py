@@ -32,6 +32,12 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     card_prefix: str = "CL"
     institution_name: str = "Careloop"
+    # Call recordings: files under recordings_dir (with their sha256), or in the database when recordings_in_db.
+    recordings_dir: str = str(ROOT / "data" / "recordings")
+    recording_max_mb: float = 50.0
+    recordings_in_db: bool = False
+    # Failed contact attempts (no answer, wrong number) after which a follow-up task closes as unreachable.
+    followup_max_failed_attempts: int = 3
 
 
 def _read_secrets(path: Path) -> dict[str, Any]:
@@ -99,4 +105,8 @@ def load_settings(
         timezone=pick("timezone", "Asia/Shanghai") or "Asia/Shanghai",
         card_prefix=pick("card_prefix", "CL") or "CL",
         institution_name=pick("institution_name", "Careloop") or "Careloop",
+        recordings_dir=pick("recordings_dir", str(ROOT / "data" / "recordings")) or str(ROOT / "data" / "recordings"),
+        recording_max_mb=float(pick("recording_max_mb", "50") or 50),
+        recordings_in_db=_truthy(pick("recordings_in_db", "0")),
+        followup_max_failed_attempts=int(pick("followup_max_failed_attempts", "3") or 3),
     )

@@ -15,7 +15,8 @@ def alembic_config() -> Config:
     return Config(str(ROOT / "alembic.ini"))
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    # "heads": each feature area may add its own migration branch off the initial schema.
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -1,0 +1,82 @@
+"""Portable date arithmetic in SQL (SQLite and PostgreSQL spell it differently), for set-based follow-up work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Date, Integer, String
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+
+class as_date(FunctionElement[Any]):
+    """The calendar date of a timestamp (or date) column."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(as_date, "sqlite")
+def _as_date_sqlite(element: as_date, compiler: Any, **kw: Any) -> str:
+    return "date(" + str(compiler.process(element.clauses, **kw)) + ")"
+
+
+@compiles(as_date, "postgresql")
+def _as_date_pg(element: as_date, compiler: Any, **kw: Any) -> str:
+    return "CAST(" + str(compiler.process(element.clauses, **kw)) + " AS DATE)"
+
+
+class add_days(FunctionElement[Any]):
+    """add_days(date_or_timestamp, n): the date n days later (n may be an expression or negative)."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
+    d, n = list(element.clauses)
+    return f"date(julianday(date({compiler.process(d, **kw)})) + ({compiler.process(n, **kw)}))"
+
+
+@compiles(add_days, "postgresql")
+def _add_days_pg(element: add_days, compiler: Any, **kw: Any) -> str:
+    d, n = list(element.clauses)
+    return f"(CAST({compiler.process(d, **kw)} AS DATE) + CAST({compiler.process(n, **kw)} AS INTEGER))"
+
+
+class days_between(FunctionElement[Any]):
+    """days_between(a, b): whole days from date b to date a (a - b)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return (f"CAST(julianday(date({compiler.process(a, **kw)})) - "
+            f"julianday(date({compiler.process(b, **kw)})) AS INTEGER)")
+
+
+@compiles(days_between, "postgresql")
+def _days_between_pg(element: days_between, compiler: Any, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return f"(CAST({compiler.process(a, **kw)} AS DATE) - CAST({compiler.process(b, **kw)} AS DATE))"
+
+
+class date_text(FunctionElement[str]):
+    """'YYYY-MM-DD' text of a date, for building idempotency keys in SQL."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(date_text, "sqlite")
+def _date_text_sqlite(element: date_text, compiler: Any, **kw: Any) -> str:
+    return "date(" + str(compiler.process(element.clauses, **kw)) + ")"
+
+
+@compiles(date_text, "postgresql")
+def _date_text_pg(element: date_text, compiler: Any, **kw: Any) -> str:
+    return "to_char(" + str(compiler.process(element.clauses, **kw)) + ", 'YYYY-MM-DD')"

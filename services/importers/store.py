@@ -1,0 +1,468 @@
+"""What every importer shares: the indicator catalogue by LOINC, patient matching, and batched idempotent writes.
+
+Observations and encounters are written with Core `insert` executemany in chunks (not one ORM object per row)
+so a large CSV imports at tens of thousands of rows per second; (source, source_ref) makes re-imports skip.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Encounter, HealthHistory, Indicator, Observation, Patient, PatientIdentifier
+from services import clock
+from services.errors import UserError
+from services.importers.base import ImportResult, Rejection
+from services.importers.units import UnitError, convert
+
+CHUNK = 1000
+
+
+class RowError(Exception):
+    """A row or resource that cannot be imported: an i18n reason key and its parameters."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+def reject(result: ImportResult, file: str, location: str, err: RowError | UserError) -> None:
+    result.rejected.append(Rejection(file=file, location=location, reason_key=err.key, params=dict(err.params)))
+
+
+def card_prefix() -> str:
+    from config import ConfigError, load_settings
+
+    try:
+        return load_settings().card_prefix
+    except ConfigError:
+        return os.environ.get("CARELOOP_CARD_PREFIX", "CL")
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndicatorInfo:
+    id: int
+    code: str
+    unit: str
+    plausible_low: float | None
+    plausible_high: float | None
+    decimals: int
+
+
+class Catalogue:
+    """The indicator catalogue held in memory for one import: LOINC code and indicator code -> indicator."""
+
+    def __init__(self, session: Session) -> None:
+        self.by_loinc: dict[str, IndicatorInfo] = {}
+        self.by_code: dict[str, IndicatorInfo] = {}
+        for ind in session.scalars(select(Indicator)):
+            info = IndicatorInfo(ind.id, ind.code, ind.unit, ind.plausible_low, ind.plausible_high, ind.decimals)
+            self.by_code[ind.code.upper()] = info
+            for loinc in ind.loinc_codes or []:
+                self.by_loinc[str(loinc)] = info
+
+    def lookup(self, key: str) -> IndicatorInfo | None:
+        k = key.strip()
+        return self.by_loinc.get(k) or self.by_code.get(k.upper())
+
+    def measure(self, info: IndicatorInfo, raw_value: Any, unit: str | None, *, child: bool = False) -> float:
+        """Raw value in `unit` -> canonical value; RowError for text, unknown units and impossible values.
+
+        The plausible ranges are for adults: a child's height of 50 cm is real, so for children only the
+        upper bound and positivity are checked.
+        """
+        value = parse_number(raw_value)
+        try:
+            canonical = convert(value, unit, canonical=info.unit, indicator_code=info.code)
+        except UnitError as exc:
+            raise RowError("import.err.unit", unit=unit or "", code=info.code, canonical=info.unit) from exc
+        low = info.plausible_low if not child else min(info.plausible_low or 0.0, 0.0)
+        if canonical < 0 or (low is not None and canonical < low) or (
+            info.plausible_high is not None and canonical > info.plausible_high
+        ):
+            raise RowError("import.err.implausible", code=info.code, value=f"{canonical:g}", unit=info.unit)
+        return round(canonical, max(info.decimals, 0) + 2)
+
+
+def parse_number(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise RowError("import.err.not_a_number", value=str(raw))
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        text = str(raw or "").strip().replace(",", "")
+        if not text:
+            raise RowError("import.err.missing_value")
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise RowError("import.err.not_a_number", value=text[:40]) from exc
+    if math.isnan(value) or math.isinf(value):
+        raise RowError("import.err.not_a_number", value=str(raw)[:40])
+    return value
+
+
+# --- dates -------------------------------------------------------------------------------------
+
+_TZ_RE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def parse_datetime(raw: str | None, *, tz: str = clock.DEFAULT_TZ) -> datetime:
+    """ISO 8601 with or without zone (Z, +08:00, -0700) or a plain date -> naive site-local time."""
+    from zoneinfo import ZoneInfo
+
+    text = (raw or "").strip()
+    if not text:
+        raise RowError("import.err.missing_date")
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text)
+        norm = text.replace("Z", "+00:00") if text.endswith("Z") else text
+        if re.search(r"[+-]\d{4}$", norm):
+            norm = norm[:-2] + ":" + norm[-2:]
+        dt = datetime.fromisoformat(norm.replace(" ", "T", 1) if "T" not in norm else norm)
+    except ValueError as exc:
+        raise RowError("import.err.bad_date", value=text[:40]) from exc
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+    return dt.replace(microsecond=0)
+
+
+def parse_date(raw: str | None) -> date | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        if re.fullmatch(r"\d{8}", text):
+            return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+        return date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise RowError("import.err.bad_date", value=text[:40]) from exc
+
+
+# --- patients ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExternalPatient:
+    system: str
+    value: str
+    name: str | None = None
+    sex: str | None = None
+    birth_date: date | None = None
+    phone: str | None = None
+    id_type: str | None = None
+    id_number: str | None = None
+    address: str | None = None
+
+
+class PatientResolver:
+    """Outside patient -> Careloop patient: by source identifier, then by the duplicate rules, else enrol."""
+
+    def __init__(self, session: Session, result: ImportResult, *, prefix: str | None = None) -> None:
+        self.session = session
+        self.result = result
+        self.prefix = prefix or card_prefix()
+        self.cache: dict[tuple[str, str], int] = {}
+        self.now = clock.now()
+
+    def known(self, system: str, value: str) -> int | None:
+        key = (system, value)
+        if key in self.cache:
+            return self.cache[key]
+        pid = self.session.execute(
+            select(PatientIdentifier.patient_id).where(PatientIdentifier.system == system,
+                                                       PatientIdentifier.value == value)
+        ).scalar_one_or_none()
+        if pid is not None:
+            self.cache[key] = pid
+        return pid
+
+    def resolve(self, ext: ExternalPatient) -> int:
+        from services.patients import find_duplicates, name_initials, next_card_numbers, normalise_phone
+
+        pid = self.known(ext.system, ext.value)
+        if pid is not None:
+            self.result.skipped += 1
+            return pid
+        phone = None
+        if ext.phone:
+            try:
+                phone = normalise_phone(ext.phone)
+            except UserError:
+                phone = None
+        name = (ext.name or "").strip() or ext.value
+        dups = find_duplicates(self.session, name=name, birth_date=ext.birth_date, phone=phone,
+                               id_number=ext.id_number)
+        if dups:
+            pid = dups[0].patient_id
+            self.result.updated += 1
+        else:
+            card = next_card_numbers(self.session, prefix=self.prefix)[0]
+            patient = Patient(
+                card_no=card, name=name[:100], name_initials=name_initials(name), sex=ext.sex or "U",
+                birth_date=ext.birth_date, phone=phone, id_type=ext.id_type if ext.id_number else None,
+                id_number=ext.id_number, address=(ext.address or None) and ext.address[:255] if ext.address else None,
+                status="active", enrolled_at=self.now, updated_at=self.now, channel_prefs=[],
+            )
+            self.session.add(patient)
+            self.session.flush()
+            pid = patient.id
+            self.result.imported += 1
+        self.session.add(PatientIdentifier(patient_id=pid, system=ext.system, value=ext.value))
+        self.session.flush()
+        self.cache[(ext.system, ext.value)] = pid
+        self.result.touched_patient_ids.add(pid)
+        return pid
+
+
+# --- batched idempotent writes -----------------------------------------------------------------
+
+
+@dataclass
+class ObsRow:
+    patient_id: int
+    indicator_id: int
+    value: float
+    original_value: str | None
+    original_unit: str | None
+    loinc_code: str | None
+    observed_at: datetime
+    source: str
+    source_ref: str
+    status: str = "final"
+    encounter_ref: str | None = None  # the encounter's source_ref in the same source, resolved at flush
+
+
+def observation_row(
+    cat: Catalogue, *, key: str, raw_value: Any, unit: str | None, patient_id: int, observed_at: datetime,
+    source: str, source_ref: str, status: str = "final", encounter_ref: str | None = None,
+    loinc: str | None = None, child: bool = False,
+) -> ObsRow | None:
+    """One observation in canonical units, None when the catalogue does not track this test."""
+    info = cat.lookup(key)
+    if info is None:
+        return None
+    value = cat.measure(info, raw_value, unit, child=child)
+    orig = raw_value if isinstance(raw_value, str) else f"{raw_value:g}" if isinstance(raw_value, float) else str(
+        raw_value)
+    return ObsRow(patient_id, info.id, value, orig.strip()[:64], (unit or "").strip()[:32] or None,
+                  (loinc or (key if key in cat.by_loinc else None)), observed_at, source, source_ref[:160],
+                  status, encounter_ref)
+
+
+@dataclass
+class EncRow:
+    patient_id: int
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None
+    reason: str | None
+    source: str
+    source_ref: str
+    doctor_name: str | None = None
+
+
+@dataclass
+class HistRow:
+    patient_id: int
+    kind: str
+    text: str
+    code: str | None
+    code_system: str | None
+    started_on: date | None
+    ended_on: date | None
+    source: str
+    source_ref: str
+
+
+@dataclass
+class Writer:
+    """Collects rows of one file (or Synthea folder) and writes them in chunks at flush()."""
+
+    session: Session
+    result: ImportResult
+    observations: dict[tuple[str, str], ObsRow] = field(default_factory=dict)
+    encounters: dict[tuple[str, str], EncRow] = field(default_factory=dict)
+    history: dict[tuple[str, str], HistRow] = field(default_factory=dict)
+    encounter_ids: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add_observation(self, row: ObsRow) -> None:
+        key = (row.source, row.source_ref)
+        prev = self.observations.get(key)
+        # A later final result for the same order and test replaces a preliminary one in the same batch.
+        if prev is None or _status_rank(row.status) >= _status_rank(prev.status):
+            self.observations[key] = row
+
+    def add_encounter(self, row: EncRow) -> None:
+        self.encounters[(row.source, row.source_ref)] = row
+
+    def add_history(self, row: HistRow) -> None:
+        self.history[(row.source, row.source_ref)] = row
+
+    def flush(self) -> None:
+        self._flush_encounters()
+        self._flush_observations()
+        self._flush_history()
+
+    # -- encounters --
+    def _flush_encounters(self) -> None:
+        rows = list(self.encounters.values())
+        self.encounters.clear()
+        for source, chunk in _by_source_chunks(rows, lambda r: (r.source, r.source_ref)):
+            refs = [r.source_ref for r in chunk]
+            existing = {
+                ref: (eid, started, ended)
+                for eid, ref, started, ended in self.session.execute(
+                    select(Encounter.id, Encounter.source_ref, Encounter.started_at, Encounter.ended_at)
+                    .where(Encounter.source == source, Encounter.source_ref.in_(refs))
+                )
+            }
+            new, changed = [], []
+            for r in chunk:
+                if r.source_ref in existing:
+                    eid, started, ended = existing[r.source_ref]
+                    self.encounter_ids[(source, r.source_ref)] = eid
+                    if started != r.started_at or ended != r.ended_at:
+                        changed.append({"eid": eid, "started_at": r.started_at, "ended_at": r.ended_at})
+                        self.result.updated += 1
+                    else:
+                        self.result.skipped += 1
+                else:
+                    new.append({"patient_id": r.patient_id, "kind": r.kind[:16], "started_at": r.started_at,
+                                "ended_at": r.ended_at, "reason": (r.reason or None) and r.reason[:255] if r.reason
+                                else None, "doctor_name": r.doctor_name, "source": source,
+                                "source_ref": r.source_ref})
+                    self.result.imported += 1
+                self.result.touched_patient_ids.add(r.patient_id)
+            if new:
+                self.session.execute(insert(Encounter), new)
+                for eid, ref in self.session.execute(
+                    select(Encounter.id, Encounter.source_ref).where(
+                        Encounter.source == source, Encounter.source_ref.in_([n["source_ref"] for n in new]))
+                ):
+                    self.encounter_ids[(source, ref)] = eid
+            if changed:
+                from sqlalchemy import bindparam
+
+                self.session.execute(
+                    update(Encounter).where(Encounter.id == bindparam("eid"))
+                    .values(started_at=bindparam("started_at"), ended_at=bindparam("ended_at"))
+                    .execution_options(synchronize_session=False),
+                    changed,
+                )
+
+    def _encounter_id(self, source: str, ref: str | None) -> int | None:
+        if ref is None:
+            return None
+        key = (source, ref)
+        if key not in self.encounter_ids:
+            eid = self.session.execute(
+                select(Encounter.id).where(Encounter.source == source, Encounter.source_ref == ref)
+            ).scalar_one_or_none()
+            if eid is None:
+                return None
+            self.encounter_ids[key] = eid
+        return self.encounter_ids[key]
+
+    # -- observations --
+    def _flush_observations(self) -> None:
+        from sqlalchemy import bindparam
+
+        rows = list(self.observations.values())
+        self.observations.clear()
+        for source, chunk in _by_source_chunks(rows, lambda r: (r.source, r.source_ref)):
+            existing = {
+                ref: (oid, value, status, at)
+                for oid, ref, value, status, at in self.session.execute(
+                    select(Observation.id, Observation.source_ref, Observation.value, Observation.status,
+                           Observation.observed_at)
+                    .where(Observation.source == source, Observation.source_ref.in_([r.source_ref for r in chunk]))
+                )
+            }
+            new: list[dict[str, Any]] = []
+            changed: list[dict[str, Any]] = []
+            for r in chunk:
+                self.result.touched_patient_ids.add(r.patient_id)
+                values = {
+                    "patient_id": r.patient_id, "indicator_id": r.indicator_id, "value": r.value,
+                    "original_value": r.original_value, "original_unit": r.original_unit,
+                    "loinc_code": r.loinc_code, "observed_at": r.observed_at, "status": r.status,
+                    "source": source, "source_ref": r.source_ref,
+                    "encounter_id": self._encounter_id(source, r.encounter_ref),
+                }
+                old = existing.get(r.source_ref)
+                if old is None:
+                    new.append(values)
+                    self.result.imported += 1
+                    continue
+                oid, value, status, at = old
+                if status == "final" and r.status != "final":
+                    # A final result is never replaced by a preliminary one that arrives late.
+                    self.result.skipped += 1
+                elif abs(value - r.value) > 1e-9 or status != r.status or at != r.observed_at:
+                    changed.append({"oid": oid, "v": r.value, "ov": r.original_value, "ou": r.original_unit,
+                                    "st": r.status, "at": r.observed_at})
+                    self.result.updated += 1
+                else:
+                    self.result.skipped += 1
+            if new:
+                self.session.execute(insert(Observation), new)
+            if changed:
+                self.session.execute(
+                    update(Observation).where(Observation.id == bindparam("oid"))
+                    .values(value=bindparam("v"), original_value=bindparam("ov"), original_unit=bindparam("ou"),
+                            status=bindparam("st"), observed_at=bindparam("at"))
+                    .execution_options(synchronize_session=False),
+                    changed,
+                )
+
+    # -- health history --
+    def _flush_history(self) -> None:
+        rows = list(self.history.values())
+        self.history.clear()
+        now = clock.now()
+        for source, chunk in _by_source_chunks(rows, lambda r: (r.source, r.source_ref)):
+            existing = set(self.session.execute(
+                select(HealthHistory.source_ref).where(HealthHistory.source == source,
+                                                       HealthHistory.source_ref.in_([r.source_ref for r in chunk]))
+            ).scalars())
+            new = []
+            for r in chunk:
+                if r.source_ref in existing:
+                    self.result.skipped += 1
+                    continue
+                new.append({"patient_id": r.patient_id, "kind": r.kind, "text": r.text[:500], "code": r.code,
+                            "code_system": r.code_system, "started_on": r.started_on, "ended_on": r.ended_on,
+                            "source": source, "source_ref": r.source_ref, "recorded_at": now})
+                self.result.imported += 1
+                self.result.touched_patient_ids.add(r.patient_id)
+            if new:
+                self.session.execute(insert(HealthHistory), new)
+
+
+def _status_rank(status: str) -> int:
+    return {"cancelled": 0, "preliminary": 1, "registered": 1, "final": 2, "amended": 3, "corrected": 3}.get(status, 1)
+
+
+def _by_source_chunks(rows: Sequence[Any], key: Any) -> Iterable[tuple[str, list[Any]]]:
+    by_source: dict[str, list[Any]] = {}
+    for r in rows:
+        by_source.setdefault(key(r)[0], []).append(r)
+    for source, items in by_source.items():
+        for i in range(0, len(items), CHUNK):
+            yield source, items[i:i + CHUNK]
+
+

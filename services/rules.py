@@ -1,0 +1,524 @@
+"""Tag rule language: JSON data validated before saving and compiled to one set-based SQL predicate on patients.
+
+A rule is a tree of nodes, never code (nothing is eval'd):
+
+    {"op": "and" | "or", "args": [node, ...]}        {"op": "not", "arg": node}
+    {"kind": "indicator", "code": "SBP", "mode": "latest" | "any" | "count", "cmp": ">=", "value": 140,
+     "window_days": 365, "min_count": 2}
+        latest: the newest reading (within the window, if given) satisfies cmp/value;
+        any:    some reading within the window satisfies it;
+        count:  at least min_count readings within the window satisfy it ("abnormal readings"); without
+                cmp/value a reading counts when it lies outside the indicator's reference range.
+    {"kind": "diagnosis", "codes": ["I10"], "text": ["高血压"]}     an active condition (code prefix or text)
+    {"kind": "age", "cmp": ">=", "value": 40}                       completed years on the evaluation date
+    {"kind": "sex", "value": "M"}
+    {"kind": "lifestyle", "key": "aspect", "values": ["smoking"], "text_not": ["戒"]}
+        an active lifestyle record whose detail[key] is one of values, whose text contains one of "text"
+        (if given) and none of "text_not" (if given)
+    {"kind": "risk", "model": "pce", "levels": ["high"]}            the newest assessment of that model
+    {"kind": "satisfaction", "cmp": "<=", "value": 6, "window_days": 365}   the newest NPS answer
+    {"kind": "days_since_visit", "cmp": ">", "value": 365}          no encounter at all counts as "never"
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from db.models import Encounter, HealthHistory, Indicator, Observation, Patient, RiskAssessment, SurveyResponse
+from services.errors import UserError
+
+CMPS = (">", ">=", "<", "<=", "==", "!=")
+MODES = ("latest", "any", "count")
+KINDS = ("indicator", "diagnosis", "age", "sex", "lifestyle", "risk", "satisfaction", "days_since_visit")
+RISK_MODELS = ("pce", "framingham", "findrisc", "cdrs")
+RISK_LEVELS = ("low", "borderline", "intermediate", "slightly_elevated", "moderate", "high", "very_high")
+MAX_DEPTH = 12
+MAX_NODES = 200
+MAX_WINDOW_DAYS = 36600
+
+
+@dataclass(frozen=True)
+class IndicatorInfo:
+    id: int
+    code: str
+    ref_low: float | None
+    ref_high: float | None
+
+
+Catalogue = dict[str, IndicatorInfo]
+
+
+def load_catalogue(conn: Connection | Session) -> Catalogue:
+    rows = conn.execute(select(Indicator.id, Indicator.code, Indicator.ref_low, Indicator.ref_high)).all()
+    return {r.code: IndicatorInfo(r.id, r.code, r.ref_low, r.ref_high) for r in rows}
+
+
+# --- parsing and validation ---------------------------------------------------------------------
+
+
+def parse(text: str) -> dict[str, Any]:
+    """JSON text of a rule -> its tree; malformed JSON is a translated error, never an exception trace."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise UserError("care.rules.parse_error", detail=str(exc)) from None
+    if not isinstance(data, dict):
+        raise UserError("care.rules.parse_error", detail="a rule is a JSON object")
+    return data
+
+
+def _number(node: dict[str, Any], key: str, *, integer: bool = False, minimum: float | None = None) -> float:
+    value = node.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError("care.rules.bad_value", field=key)
+    if integer and not float(value).is_integer():
+        raise UserError("care.rules.bad_value", field=key)
+    if minimum is not None and value < minimum:
+        raise UserError("care.rules.bad_value", field=key)
+    return float(value)
+
+
+def _cmp(node: dict[str, Any]) -> str:
+    cmp = node.get("cmp")
+    if cmp not in CMPS:
+        raise UserError("care.rules.bad_operator", op=str(cmp))
+    return str(cmp)
+
+
+def _strings(node: dict[str, Any], key: str, *, allowed: tuple[str, ...] | None = None,
+             required: bool = True) -> list[str]:
+    value = node.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UserError("care.rules.bad_value", field=key)
+    if required and not value:
+        raise UserError("care.rules.bad_value", field=key)
+    if allowed is not None:
+        for v in value:
+            if v not in allowed:
+                raise UserError("care.rules.bad_value", field=key)
+    return [v.strip() for v in value]
+
+
+def _window(node: dict[str, Any], *, required: bool = False) -> None:
+    if "window_days" in node or required:
+        days = _number(node, "window_days", integer=True, minimum=1)
+        if days > MAX_WINDOW_DAYS:
+            raise UserError("care.rules.bad_value", field="window_days")
+
+
+_ALLOWED_KEYS: dict[str, set[str]] = {
+    "indicator": {"kind", "code", "mode", "cmp", "value", "window_days", "min_count"},
+    "diagnosis": {"kind", "codes", "text"},
+    "age": {"kind", "cmp", "value"},
+    "sex": {"kind", "value"},
+    "lifestyle": {"kind", "key", "values", "text", "text_not"},
+    "risk": {"kind", "model", "levels"},
+    "satisfaction": {"kind", "cmp", "value", "window_days"},
+    "days_since_visit": {"kind", "cmp", "value"},
+}
+
+
+def validate(expr: Any, catalogue: Catalogue) -> None:
+    """Raise UserError for anything that cannot be evaluated or can never be true; silent when the rule is sound."""
+    count = [0]
+    _validate(expr, catalogue, depth=0, count=count)
+    _check_contradictions(expr)
+
+
+def _validate(node: Any, catalogue: Catalogue, *, depth: int, count: list[int]) -> None:
+    count[0] += 1
+    if depth > MAX_DEPTH or count[0] > MAX_NODES:
+        raise UserError("care.rules.too_large", depth=MAX_DEPTH, nodes=MAX_NODES)
+    if not isinstance(node, dict):
+        raise UserError("care.rules.parse_error", detail="each condition is a JSON object")
+    if "op" in node:
+        op = node["op"]
+        if op in ("and", "or"):
+            if set(node) - {"op", "args"}:
+                raise UserError("care.rules.unknown_field", field=sorted(set(node) - {"op", "args"})[0])
+            args = node.get("args")
+            if not isinstance(args, list) or not args:
+                raise UserError("care.rules.empty_group", op=op)
+            for a in args:
+                _validate(a, catalogue, depth=depth + 1, count=count)
+            return
+        if op == "not":
+            if set(node) - {"op", "arg"}:
+                raise UserError("care.rules.unknown_field", field=sorted(set(node) - {"op", "arg"})[0])
+            _validate(node.get("arg"), catalogue, depth=depth + 1, count=count)
+            return
+        raise UserError("care.rules.unknown_node", kind=str(op))
+    kind = node.get("kind")
+    if kind not in KINDS:
+        raise UserError("care.rules.unknown_node", kind=str(kind))
+    extra = set(node) - _ALLOWED_KEYS[kind]
+    if extra:
+        raise UserError("care.rules.unknown_field", field=sorted(extra)[0])
+    if kind == "indicator":
+        code = node.get("code")
+        if not isinstance(code, str) or code not in catalogue:
+            raise UserError("care.rules.unknown_indicator", code=str(code))
+        mode = node.get("mode", "latest")
+        if mode not in MODES:
+            raise UserError("care.rules.bad_value", field="mode")
+        if mode == "count":
+            _number(node, "min_count", integer=True, minimum=1)
+            if "cmp" in node or "value" in node:
+                _cmp(node)
+                _number(node, "value")
+            else:
+                info = catalogue[code]
+                if info.ref_low is None and info.ref_high is None:
+                    raise UserError("care.rules.no_reference_range", code=code)
+        else:
+            if "min_count" in node:
+                raise UserError("care.rules.unknown_field", field="min_count")
+            _cmp(node)
+            _number(node, "value")
+        _window(node, required=mode == "any")
+    elif kind == "diagnosis":
+        codes = _strings(node, "codes", required=False)
+        texts = _strings(node, "text", required=False)
+        if not codes and not texts:
+            raise UserError("care.rules.bad_value", field="codes")
+    elif kind == "age":
+        _cmp(node)
+        _number(node, "value", integer=True, minimum=0)
+    elif kind == "sex":
+        if node.get("value") not in ("M", "F", "U"):
+            raise UserError("care.rules.bad_value", field="value")
+    elif kind == "lifestyle":
+        key = node.get("key")
+        if not isinstance(key, str) or not key.isidentifier():
+            raise UserError("care.rules.bad_value", field="key")
+        _strings(node, "values")
+        _strings(node, "text", required=False)
+        _strings(node, "text_not", required=False)
+    elif kind == "risk":
+        if node.get("model") not in RISK_MODELS:
+            raise UserError("care.rules.bad_value", field="model")
+        _strings(node, "levels", allowed=RISK_LEVELS)
+    elif kind == "satisfaction":
+        _cmp(node)
+        v = _number(node, "value")
+        if not 0 <= v <= 10:
+            raise UserError("care.rules.bad_value", field="value")
+        _window(node)
+    elif kind == "days_since_visit":
+        _cmp(node)
+        _number(node, "value", integer=True, minimum=0)
+
+
+# --- contradictions -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Interval:
+    low: float = -math.inf
+    low_open: bool = False
+    high: float = math.inf
+    high_open: bool = False
+    excluded: tuple[float, ...] = ()
+
+    def add(self, cmp: str, v: float) -> None:
+        if cmp in (">", ">="):
+            if v > self.low or (v == self.low and cmp == ">"):
+                self.low, self.low_open = v, cmp == ">"
+        elif cmp in ("<", "<="):
+            if v < self.high or (v == self.high and cmp == "<"):
+                self.high, self.high_open = v, cmp == "<"
+        elif cmp == "==":
+            self.add(">=", v)
+            self.add("<=", v)
+        else:
+            self.excluded = (*self.excluded, v)
+
+    def empty(self) -> bool:
+        if self.low > self.high:
+            return True
+        if self.low == self.high:
+            return self.low_open or self.high_open or self.low in self.excluded
+        return False
+
+
+def _flatten_and(node: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for a in node.get("args", []):
+        if a.get("op") == "and":
+            out.extend(_flatten_and(a))
+        else:
+            out.append(a)
+    return out
+
+
+def _single_value_key(node: dict[str, Any]) -> str | None:
+    """Conditions on one value per patient (so two of them under an 'and' must be satisfiable together)."""
+    kind = node.get("kind")
+    if kind == "indicator" and node.get("mode", "latest") == "latest":
+        return f"indicator:{node['code']}:{node.get('window_days')}"
+    if kind in ("age", "days_since_visit"):
+        return str(kind)
+    if kind == "satisfaction":
+        return f"satisfaction:{node.get('window_days')}"
+    return None
+
+
+def _label(key: str) -> str:
+    parts = key.split(":")
+    return parts[1] if parts[0] == "indicator" else parts[0]
+
+
+def _check_contradictions(node: dict[str, Any]) -> None:
+    if node.get("op") in ("or",):
+        for a in node["args"]:
+            _check_contradictions(a)
+        return
+    if node.get("op") == "not":
+        _check_contradictions(node["arg"])
+        return
+    if node.get("op") != "and":
+        return
+    conds = _flatten_and(node)
+    intervals: dict[str, _Interval] = {}
+    sexes: set[str] = set()
+    risk_levels: dict[str, set[str]] = {}
+    for c in conds:
+        if "op" in c:
+            _check_contradictions(c)
+            continue
+        key = _single_value_key(c)
+        if key is not None:
+            intervals.setdefault(key, _Interval()).add(c["cmp"], float(c["value"]))
+            if intervals[key].empty():
+                raise UserError("care.rules.contradiction", what=_label(key))
+        elif c["kind"] == "sex":
+            sexes.add(c["value"])
+            if len(sexes) > 1:
+                raise UserError("care.rules.contradiction", what="sex")
+        elif c["kind"] == "risk":
+            levels = set(c["levels"])
+            prev = risk_levels.get(c["model"])
+            risk_levels[c["model"]] = levels if prev is None else prev & levels
+            if not risk_levels[c["model"]]:
+                raise UserError("care.rules.contradiction", what=c["model"])
+
+
+# --- compilation --------------------------------------------------------------------------------
+
+
+def _compare(col: Any, cmp: str, value: float) -> ColumnElement[bool]:
+    result: ColumnElement[bool]
+    if cmp == ">":
+        result = col > value
+    elif cmp == ">=":
+        result = col >= value
+    elif cmp == "<":
+        result = col < value
+    elif cmp == "<=":
+        result = col <= value
+    elif cmp == "==":
+        result = col == value
+    else:
+        result = col != value
+    return result
+
+
+def _years_before(d: date, years: int) -> date:
+    try:
+        return d.replace(year=d.year - years)
+    except ValueError:  # 29 February in a non-leap target year
+        return d.replace(year=d.year - years, day=28)
+
+
+def _latest_value_ids(value_col: Any, time_col: Any, id_col: Any, patient_col: Any, where: list[Any],
+                      cmp: str, value: float) -> Select[tuple[int]]:
+    """Patients whose newest row (under `where`) satisfies cmp/value: one window function, set-based."""
+    ranked = (
+        select(
+            patient_col.label("pid"),
+            value_col.label("v"),
+            func.row_number().over(partition_by=patient_col, order_by=(time_col.desc(), id_col.desc())).label("rn"),
+        )
+        .where(*where)
+        .subquery()
+    )
+    return select(ranked.c.pid).where(ranked.c.rn == 1, _compare(ranked.c.v, cmp, value))
+
+
+@dataclass(frozen=True)
+class Compiler:
+    as_of: datetime
+    catalogue: Catalogue
+
+    def predicate(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        op = node.get("op")
+        if op == "and":
+            return and_(true(), *[self.predicate(a) for a in node["args"]])
+        if op == "or":
+            return or_(false(), *[self.predicate(a) for a in node["args"]])
+        if op == "not":
+            return not_(self.predicate(node["arg"]))
+        result: ColumnElement[bool] = getattr(self, f"_{node['kind']}")(node)
+        return result
+
+    def _since(self, node: dict[str, Any]) -> datetime | None:
+        days = node.get("window_days")
+        return None if days is None else self.as_of - timedelta(days=int(days))
+
+    def _indicator(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        info = self.catalogue[node["code"]]
+        where: list[Any] = [Observation.indicator_id == info.id, Observation.observed_at <= self.as_of]
+        since = self._since(node)
+        if since is not None:
+            where.append(Observation.observed_at >= since)
+        mode = node.get("mode", "latest")
+        if mode == "latest":
+            ids = _latest_value_ids(Observation.value, Observation.observed_at, Observation.id,
+                                    Observation.patient_id, where, node["cmp"], float(node["value"]))
+            return Patient.id.in_(ids)
+        if mode == "count" and "cmp" not in node:
+            outside: list[ColumnElement[bool]] = []
+            if info.ref_low is not None:
+                outside.append(Observation.value < info.ref_low)
+            if info.ref_high is not None:
+                outside.append(Observation.value > info.ref_high)
+            where.append(or_(*outside))
+        else:
+            where.append(_compare(Observation.value, node["cmp"], float(node["value"])))
+        if mode == "any":
+            return Patient.id.in_(select(Observation.patient_id).where(*where))
+        minimum = int(node["min_count"])
+        return Patient.id.in_(
+            select(Observation.patient_id).where(*where).group_by(Observation.patient_id)
+            .having(func.count() >= minimum)
+        )
+
+    def _active_history(self, kind: str) -> list[ColumnElement[bool]]:
+        day = self.as_of.date()
+        return [
+            HealthHistory.kind == kind,
+            HealthHistory.recorded_at <= self.as_of,
+            or_(HealthHistory.started_on.is_(None), HealthHistory.started_on <= day),
+            or_(HealthHistory.ended_on.is_(None), HealthHistory.ended_on > day),
+        ]
+
+    def _diagnosis(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        matches: list[ColumnElement[bool]] = []
+        for code in _strings(node, "codes", required=False):
+            matches.append(func.upper(HealthHistory.code).startswith(code.upper(), autoescape=True))
+        for text in _strings(node, "text", required=False):
+            matches.append(HealthHistory.text.contains(text, autoescape=True))
+        return Patient.id.in_(select(HealthHistory.patient_id).where(*self._active_history("condition"),
+                                                                     or_(*matches)))
+
+    def _lifestyle(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        value = HealthHistory.detail[node["key"]].as_string()
+        where = [*self._active_history("lifestyle"), value.in_(_strings(node, "values"))]
+        texts = _strings(node, "text", required=False)
+        if texts:
+            where.append(or_(*[HealthHistory.text.contains(t, autoescape=True) for t in texts]))
+        for t in _strings(node, "text_not", required=False):
+            where.append(not_(HealthHistory.text.contains(t, autoescape=True)))
+        return Patient.id.in_(select(HealthHistory.patient_id).where(*where))
+
+    def _age(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        n, cmp, day = int(node["value"]), node["cmp"], self.as_of.date()
+        # age >= n  <=>  born on or before the n-th birthday's date counted back from today.
+        at_least = {">=": n, ">": n + 1}.get(cmp)
+        if at_least is not None:
+            return Patient.birth_date <= _years_before(day, at_least)
+        below = {"<": n, "<=": n + 1}.get(cmp)
+        if below is not None:
+            return Patient.birth_date > _years_before(day, below)
+        exactly = and_(Patient.birth_date <= _years_before(day, n), Patient.birth_date > _years_before(day, n + 1))
+        return exactly if cmp == "==" else and_(Patient.birth_date.is_not(None), not_(exactly))
+
+    def _sex(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        return Patient.sex == str(node["value"])
+
+    def _risk(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        ranked = (
+            select(
+                RiskAssessment.patient_id.label("pid"),
+                RiskAssessment.level.label("level"),
+                func.row_number().over(partition_by=RiskAssessment.patient_id,
+                                       order_by=(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()))
+                .label("rn"),
+            )
+            .where(RiskAssessment.model == node["model"], RiskAssessment.assessed_at <= self.as_of)
+            .subquery()
+        )
+        return Patient.id.in_(select(ranked.c.pid).where(ranked.c.rn == 1,
+                                                         ranked.c.level.in_(_strings(node, "levels"))))
+
+    def _satisfaction(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        where: list[Any] = [SurveyResponse.patient_id.is_not(None), SurveyResponse.nps_score.is_not(None),
+                            SurveyResponse.submitted_at <= self.as_of]
+        since = self._since(node)
+        if since is not None:
+            where.append(SurveyResponse.submitted_at >= since)
+        ids = _latest_value_ids(SurveyResponse.nps_score, SurveyResponse.submitted_at, SurveyResponse.id,
+                                SurveyResponse.patient_id, where, node["cmp"], float(node["value"]))
+        return Patient.id.in_(ids)
+
+    def _days_since_visit(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        # Days since the last visit, in whole days: a visit at `as_of - n days` or later makes it <= n.
+        n, cmp = int(node["value"]), node["cmp"]
+
+        def visited_within(days: int) -> ColumnElement[bool]:
+            if days < 0:
+                return false()
+            start = self.as_of - timedelta(days=days + 1)
+            return Patient.id.in_(select(Encounter.patient_id).where(Encounter.started_at > start,
+                                                                     Encounter.started_at <= self.as_of))
+
+        if cmp == "<=":
+            return visited_within(n)
+        if cmp == "<":
+            return visited_within(n - 1)
+        if cmp == ">":
+            return not_(visited_within(n))
+        if cmp == ">=":
+            return not_(visited_within(n - 1))
+        exactly = and_(visited_within(n), not_(visited_within(n - 1)))
+        return exactly if cmp == "==" else not_(exactly)
+
+
+def compile_rule(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue) -> ColumnElement[bool]:
+    """A boolean SQL expression over `patients`: true for the patients the rule matches on `as_of`."""
+    return Compiler(as_of, catalogue).predicate(expr)
+
+
+def matching_ids(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue) -> Select[Any]:
+    return select(Patient.id).where(compile_rule(expr, as_of=as_of, catalogue=catalogue))
+
+
+def preview_count(conn: Connection | Session, expr: dict[str, Any], *, as_of: datetime,
+                  patient_filter: ColumnElement[bool] | None = None) -> int:
+    """How many patients a (validated) rule matches: a single COUNT in the database."""
+    catalogue = load_catalogue(conn)
+    validate(expr, catalogue)
+    where = compile_rule(expr, as_of=as_of, catalogue=catalogue)
+    if patient_filter is not None:
+        where = and_(where, patient_filter)
+    return int(conn.execute(select(func.count()).select_from(Patient).where(where)).scalar_one())
