@@ -62,11 +62,11 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from db.seed import SeedError, seed_demo
-
     if args.patients < 1:
         print("--patients must be at least 1", file=sys.stderr)
         return 2
+    from db.seed import SeedError, seed_demo
+
     engine = _engine()
     started = time.monotonic()
     try:
