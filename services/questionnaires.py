@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -140,6 +141,14 @@ def spec_of(session: Session, q: Questionnaire) -> TemplateSpec:
     return TemplateSpec(q.code, q.kind, q.title_zh, q.title_en, items, q.score_rule)
 
 
+def load(session: Session, code: str) -> tuple[Questionnaire, TemplateSpec, list[QuestionnaireItem]]:
+    """The newest version of a template with its spec and items, for the builder and the fill page."""
+    q = latest(session, code)
+    if q is None:
+        raise UserError("questionnaire.not_found", code=code)
+    return q, spec_of(session, q), items_of(session, q.id)
+
+
 def has_responses(session: Session, questionnaire_id: int) -> bool:
     return session.scalar(
         select(SurveyResponse.id).where(SurveyResponse.questionnaire_id == questionnaire_id).limit(1)
@@ -217,6 +226,57 @@ def retire(session: Session, code: str, *, actor_id: int | None = None, actor: s
     q.status = "retired"
     audit.record(session, action="questionnaire.retired", user_id=actor_id, username=actor,
                  entity="questionnaire", entity_id=q.id, detail={"code": code, "version": q.version})
+
+
+# --- the builder's text forms of options and top box ----------------------------------------------
+
+
+def options_to_text(options: Sequence[Any] | None) -> str:
+    """[{"value": 1, "en": "Yes", "zh": "是"}] -> "1=Yes/是"; plain values (a 0-10 scale) -> "0; 1; ..."."""
+    parts = []
+    for o in options or ():
+        if isinstance(o, dict):
+            parts.append(f"{o.get('value')}={o.get('en', '')}/{o.get('zh', '')}")
+        else:
+            parts.append(str(o))
+    return "; ".join(parts)
+
+
+def _value(text: str) -> Any:
+    t = text.strip()
+    if re.fullmatch(r"-?\d+", t):
+        return int(t)
+    if re.fullmatch(r"-?\d+\.\d+", t):
+        return float(t)
+    return t
+
+
+def options_from_text(text: str | None, *, item: str = "") -> tuple[Any, ...] | None:
+    """The inverse of options_to_text; UserError when a part has no value."""
+    if text is None or not str(text).strip():
+        return None
+    out: list[Any] = []
+    for part in str(text).split(";"):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            out.append(_value(part))
+            continue
+        value, labels = part.split("=", 1)
+        if not value.strip():
+            raise UserError("questionnaire.bad_options", item=item)
+        en, _, zh = labels.partition("/")
+        out.append({"value": _value(value), "en": en.strip() or value.strip(), "zh": zh.strip() or en.strip()})
+    return tuple(out) or None
+
+
+def top_box_from_text(text: str | None, *, item: str = "") -> tuple[float, ...] | None:
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return tuple(float(v) for v in str(text).replace("，", ",").split(",") if v.strip())
+    except ValueError:
+        raise UserError("questionnaire.bad_top_box", item=item) from None
 
 
 # --- scoring ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from db.models import (
     User,
 )
 from queries.metrics import PASSIVE_MIN
-from services import audit, clock
+from services import audit, clock, nps_rollup
 from services import questionnaires as qs
 from services.errors import UserError
 
@@ -132,6 +132,7 @@ def submit_response(
     if existing is not None:
         return SubmitResult(existing, False, None)
 
+    mark = nps_rollup.lock(session)  # before the insert: ids then follow the order rollup updates commit
     nums = {code: num for code, (num, _) in values.items()}
     nps_item = next((i for i in items if i.is_nps), None)
     nps_value = nums.get(nps_item.item_code) if nps_item is not None else None
@@ -147,6 +148,7 @@ def submit_response(
     )
     session.add(response)
     session.flush()
+    nps_rollup.add(session, mark, response)
     session.add_all(
         SurveyAnswer(response_id=response.id, item_id=by_code[code].id, value_num=num, value_text=text)
         for code, (num, text) in values.items()
@@ -215,3 +217,25 @@ def open_case(
                  entity_id=case.id, patient_id=response.patient_id,
                  detail={"response_id": response.id, "reason": reason, "sla_due_at": due.isoformat()}, at=at)
     return case
+
+
+@dataclass(frozen=True)
+class PatientBrief:
+    id: int
+    card_no: str
+    name: str
+    department_id: int | None
+
+
+def find_patient(session: Session, *, card_no: str, actor_id: int | None = None,
+                 actor: str | None = None) -> PatientBrief:
+    """The patient a survey is filled for, by membership card number; the look-up is audited."""
+    card = card_no.strip()
+    if not card:
+        raise UserError("survey.card_required")
+    p = session.scalars(select(Patient).where(Patient.card_no == card)).first()
+    if p is None:
+        raise UserError("survey.unknown_card", card=card)
+    audit.record(session, action="patient.read", user_id=actor_id, username=actor, entity="patient", entity_id=p.id,
+                 patient_id=p.id, detail={"purpose": "survey_fill"})
+    return PatientBrief(p.id, p.card_no, p.name, p.department_id)

@@ -158,7 +158,17 @@ def _source_ref(when: datetime, cells: Mapping[str, str], respondent: str) -> st
 
 @register("survey-csv")
 def import_survey_csv(session: Session, paths: list[Path], options: ImportOptions) -> ImportResult:
-    """Import each file; rows are validated first, so a rejected row writes nothing and a strict file nothing at all."""
+    """Import each file; rows are validated first, so a rejected row writes nothing and a strict file nothing at all.
+
+    A mapping that cannot work rejects every file with the translated reason (nothing is written).
+    """
+    try:
+        return _import(session, paths, options)
+    except UserError as exc:
+        return ImportResult(rejected=[Rejection(p.name, "mapping", exc.key, dict(exc.params)) for p in paths])
+
+
+def _import(session: Session, paths: list[Path], options: ImportOptions) -> ImportResult:
     mapping = SurveyMapping.parse(options.mapping)
     q = qs.latest(session, mapping.questionnaire)
     if q is None:
