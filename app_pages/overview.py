@@ -27,8 +27,8 @@ st.caption(f.describe(lang()))
 kpi.cards([
     (tr("overview.active_patients"), f"{k.active_patients:,}", tr("overview.active_patients_help")),
     (tr("overview.followups_due"), f"{k.followups_due:,}", tr("overview.followups_due_help")),
-    (tr("overview.on_time"), f"{k.followups_on_time:,} ({kpi.fmt_pct(k.on_time_rate)})",
-     tr("overview.on_time_help")),
+    (tr("overview.on_time"), kpi.fmt_pct(k.on_time_rate), tr("overview.on_time_help"),
+     f"{k.followups_on_time:,} / {k.followups_due:,}"),
     (tr("overview.nps"), kpi.fmt_num(k.nps.nps), tr("overview.nps_help", low=kpi.fmt_num(k.nps.ci_low),
                                                      high=kpi.fmt_num(k.nps.ci_high))),
     (tr("overview.responses"), f"{k.nps.responses:,}", tr("overview.responses_help")),

@@ -18,6 +18,8 @@ from services.auth import CurrentUser, LoginPolicy
 
 TOKEN_KEY = "careloop_token"
 USER_KEY = "careloop_user"
+COOKIE_ACTION_KEY = "careloop_cookie_action"
+COOKIE_VALUE_KEY = "careloop_cookie_value"
 
 
 def _policy(settings: Settings) -> LoginPolicy:
@@ -64,28 +66,44 @@ class _SessionCookie:
         return {"sid": sid} if sid else None
 
     def set_cookie(self) -> None:
-        # Written on the next run by sync_cookie(): a component drawn just before st.rerun() may never
+        # Written on the next runs by sync_cookie(): a component drawn just before st.rerun() may never
         # reach the browser.
-        st.session_state["careloop_cookie_action"] = "set"
+        st.session_state[COOKIE_ACTION_KEY] = "set"
 
     def delete_cookie(self) -> None:
-        st.session_state["careloop_cookie_action"] = "delete"
+        st.session_state[COOKIE_ACTION_KEY] = "delete"
 
 
 def sync_cookie(settings: Settings) -> None:
-    """Set or delete the browser cookie asked for on the previous run."""
-    action = st.session_state.pop("careloop_cookie_action", None)
+    """Set or delete the browser cookie asked for on an earlier run, drawing the setter on every run until the
+    browser reports it done.
+
+    Drawn on one run only, the setter raced CookieManager's own getAll component: its value triggers a rerun,
+    and a rerun that no longer draws the setter removes its iframe before it has loaded, so the cookie was
+    sometimes never written (or never deleted). The setter answers True once it has run in the browser.
+    """
+    action = st.session_state.get(COOKIE_ACTION_KEY)
     if action is None:
         return
+    setter_key = f"careloop_{action}_cookie"
+    if st.session_state.get(setter_key) is True:
+        st.session_state.pop(COOKIE_ACTION_KEY, None)
+        st.session_state.pop(COOKIE_VALUE_KEY, None)
+        return
+    if action == "set" and not st.session_state.get(TOKEN_KEY):
+        st.session_state.pop(COOKIE_ACTION_KEY, None)
+        return
     manager = stx.CookieManager(key="careloop_cookies")
-    if action == "set" and st.session_state.get(TOKEN_KEY):
-        expires = clock.now(settings.timezone) + timedelta(hours=settings.session_hours)
-        value = session_cookie.encode(token=st.session_state[TOKEN_KEY], expires_at=expires,
-                                      key=settings.cookie_key)
-        manager.set(settings.cookie_name, value, key="careloop_set_cookie",
+    if action == "set":
+        if COOKIE_VALUE_KEY not in st.session_state:
+            # Encoded once, so the setter's arguments (and its iframe) stay the same from run to run.
+            expires = clock.now(settings.timezone) + timedelta(hours=settings.session_hours)
+            st.session_state[COOKIE_VALUE_KEY] = session_cookie.encode(
+                token=st.session_state[TOKEN_KEY], expires_at=expires, key=settings.cookie_key)
+        manager.set(settings.cookie_name, st.session_state[COOKIE_VALUE_KEY], key=setter_key,
                     max_age=settings.session_hours * 3600, same_site="strict")
-    elif action == "delete":
-        manager.set(settings.cookie_name, "", key="careloop_delete_cookie", max_age=0, same_site="strict")
+    else:
+        manager.set(settings.cookie_name, "", key=setter_key, max_age=0, same_site="strict")
 
 
 def _adopt(token: str, engine: Engine, settings: Settings) -> bool:
@@ -100,22 +118,41 @@ def _adopt(token: str, engine: Engine, settings: Settings) -> bool:
     return True
 
 
+class _Authenticator(stauth.Authenticate):  # type: ignore[misc]
+    """The library's login form over our controllers.
+
+    The library's __init__ is skipped on purpose: it builds its own CookieController, whose CookieManager draws
+    an invisible component on every login-page run; that component's first value reruns the page a moment after
+    it loads, and a "Sign in" clicked during that rerun was sometimes lost. Careloop never reads that cookie.
+    login() (0.4.x) only needs the attributes set here.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.api_key = None
+        self.attrs = {"login_sleep_time": 0}
+        self.secret_key = settings.cookie_key
+        self.path = None  # credentials live in the database, not in a YAML file
+        # The credentials dict stays empty: users are looked up in the database on each attempt.
+        self.authentication_controller = _DatabaseLogin(engine, settings)
+        self.cookie_controller = _SessionCookie(settings)
+
+
 def _authenticator(engine: Engine, settings: Settings) -> stauth.Authenticate:
-    # The credentials dict stays empty: users are looked up in the database on each attempt.
-    authenticator = stauth.Authenticate(
-        {"usernames": {}}, settings.cookie_name, settings.cookie_key,
-        settings.session_hours / 24, auto_hash=False, login_sleep_time=0,
-    )
-    authenticator.authentication_controller = _DatabaseLogin(engine, settings)  # type: ignore[assignment]
-    authenticator.cookie_controller = _SessionCookie(settings)  # type: ignore[assignment]
-    return authenticator
+    return _Authenticator(engine, settings)
 
 
 def current_user(engine: Engine, settings: Settings) -> CurrentUser | None:
     """The signed-in user, re-checked against the database on every run so a revoked session ends at once."""
     token = st.session_state.get(TOKEN_KEY)
     if not token:
-        return None
+        # A new browser session (reload, bookmark, a link to /users) signs in from the cookie here, in its first
+        # run and before anything is drawn. Going through the login form's st.rerun() instead loses the page the
+        # URL asked for: st.navigation has not run yet, so the rerun lands on the default page.
+        cookie = _SessionCookie(settings).get_cookie()
+        if cookie is None or not _adopt(cookie["sid"], engine, settings):
+            return None
+        adopted: CurrentUser = st.session_state[USER_KEY]
+        return adopted
     with transaction(engine) as s:
         user = auth.resolve_session(s, token=token, now=clock.now(settings.timezone))
     if user is None:
@@ -164,5 +201,6 @@ def logout_button(engine: Engine, settings: Settings) -> None:
         # The browser keeps sending the old cookie until this connection closes; this flag and the
         # revoked session both keep it from logging back in.
         st.session_state["careloop_logged_out"] = True
-        st.session_state["careloop_cookie_action"] = "delete"
+        st.session_state.pop(COOKIE_VALUE_KEY, None)
+        st.session_state[COOKIE_ACTION_KEY] = "delete"
         st.rerun()

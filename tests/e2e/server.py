@@ -49,6 +49,7 @@ class StreamlitServer:
     cookie_key: str
     log_path: Path
     port: int = field(default_factory=free_port)
+    app_dir: Path = ROOT
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +61,8 @@ class StreamlitServer:
         env.update({
             "CARELOOP_DATABASE_URL": self.database_url,
             "CARELOOP_COOKIE_KEY": self.cookie_key,
+            # Not demo mode, whatever a developer's .streamlit/secrets.toml says: the real start-up checks apply.
+            "CARELOOP_DEMO": "0",
             "PYTHONUNBUFFERED": "1",
         })
         cmd = [
@@ -72,7 +75,7 @@ class StreamlitServer:
             "--server.runOnSave", "false",
         ]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(cmd, cwd=self.app_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         log.close()
         self._wait_healthy(timeout)
