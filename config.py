@@ -32,12 +32,28 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     card_prefix: str = "CL"
     institution_name: str = "Careloop"
+    # Optional logo (PNG/JPEG) on the cover of the patient health report: CARELOOP_LOGO_PATH.
+    logo_path: str | None = None
     # Call recordings: files under recordings_dir (with their sha256), or in the database when recordings_in_db.
     recordings_dir: str = str(ROOT / "data" / "recordings")
     recording_max_mb: float = 50.0
     recordings_in_db: bool = False
     # Failed contact attempts (no answer, wrong number) after which a follow-up task closes as unreachable.
     followup_max_failed_attempts: int = 3
+    # Messaging gateways (secrets: CARELOOP_SMTP_*, CARELOOP_SMS_*, CARELOOP_WECHAT_*); a channel without a gateway
+    # writes its messages to outbox_dir for a site to pick up.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "careloop@localhost"
+    smtp_starttls: bool = False
+    sms_url: str = ""
+    sms_token: str = ""
+    wechat_url: str = ""
+    wechat_token: str = ""
+    gateway_timeout_s: float = 10.0
+    outbox_dir: str = str(ROOT / "data" / "outbox")
 
 
 def _read_secrets(path: Path) -> dict[str, Any]:
@@ -105,8 +121,21 @@ def load_settings(
         timezone=pick("timezone", "Asia/Shanghai") or "Asia/Shanghai",
         card_prefix=pick("card_prefix", "CL") or "CL",
         institution_name=pick("institution_name", "Careloop") or "Careloop",
+        logo_path=pick("logo_path") or None,
         recordings_dir=pick("recordings_dir", str(ROOT / "data" / "recordings")) or str(ROOT / "data" / "recordings"),
         recording_max_mb=float(pick("recording_max_mb", "50") or 50),
         recordings_in_db=_truthy(pick("recordings_in_db", "0")),
         followup_max_failed_attempts=int(pick("followup_max_failed_attempts", "3") or 3),
+        smtp_host=pick("smtp_host", "") or "",
+        smtp_port=int(pick("smtp_port", "25") or 25),
+        smtp_user=pick("smtp_user", "") or "",
+        smtp_password=pick("smtp_password", "") or "",
+        smtp_from=pick("smtp_from", "careloop@localhost") or "careloop@localhost",
+        smtp_starttls=_truthy(pick("smtp_starttls", "0")),
+        sms_url=pick("sms_url", "") or "",
+        sms_token=pick("sms_token", "") or "",
+        wechat_url=pick("wechat_url", "") or "",
+        wechat_token=pick("wechat_token", "") or "",
+        gateway_timeout_s=float(pick("gateway_timeout_s", "10") or 10),
+        outbox_dir=pick("outbox_dir", str(ROOT / "data" / "outbox")) or str(ROOT / "data" / "outbox"),
     )

@@ -1,40 +1,65 @@
-"""Nurse worklist (first slice): the follow-up tasks due for the signed-in nurse."""
+"""Nurse worklist: overdue, due-today and upcoming follow-up tasks for the nurse and her department."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from components import data
+from components import data, followup_data
 from components.navigation import require
-from components.runtime import settings_or_stop, tr
-from queries.worklist import WorklistFilter, count_due, due_tasks
+from components.runtime import lang, settings_or_stop, tr
+from queries import followup as q
 from services import clock
 
 user = require("worklist")
 st.title(tr("worklist.title"))
 
 # settings
+VIEWS = ("mine", "department")
 today = clock.today(settings_or_stop().timezone)
-page = st.number_input(tr("worklist.page"), min_value=1, value=1, step=1, key="worklist_page")
-f = WorklistFilter(assignee_id=user.id, today=today, offset=(int(page) - 1) * 50)
+c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+view = c1.radio(tr("fu_wl.view"), VIEWS,
+                format_func=followup_data.labelled(lambda v: tr(f"fu_wl.view_{v}"), VIEWS),
+                key="wl_view", horizontal=True)
+bucket = c2.radio(tr("fu_wl.bucket"), q.BUCKETS,
+                  format_func=followup_data.labelled(lambda b: tr(f"fu_wl.bucket_{b}"), q.BUCKETS),
+                  key="wl_bucket", horizontal=True)
+sort = c3.selectbox(tr("fu_wl.sort"), q.SORTS,
+                    format_func=followup_data.labelled(lambda s: tr(f"fu_wl.sort_{s}"), q.SORTS),
+                    key="wl_sort")
+page = int(c4.number_input(tr("worklist.page"), min_value=1, value=1, step=1, key="worklist_page"))
+f = q.WorklistFilter(user_id=user.id, department_id=user.department_id, today=today, view=view, bucket=bucket,
+                     sort=sort, lang=lang(), offset=(page - 1) * 50)
 
 # data (not cached: a nurse expects her list to move as soon as she logs a call)
 with data.read() as conn:
-    overdue, due_today = count_due(conn=conn, f=f)
-    tasks = due_tasks(conn=conn, f=f)
+    counts = q.worklist_counts(conn=conn, f=f)
+    tasks = q.worklist(conn=conn, f=f)
 
 # show
-c1, c2 = st.columns(2)
-c1.metric(tr("worklist.overdue"), overdue, border=True)
-c2.metric(tr("worklist.due_today"), due_today, border=True)
-st.caption(tr("worklist.caption", n=len(tasks), name=user.display_name, date=today.isoformat(),
-              days=f.horizon_days))
+m1, m2, m3 = st.columns(3)
+m1.metric(tr("worklist.overdue"), counts.overdue, border=True)
+m2.metric(tr("worklist.due_today"), counts.today, border=True)
+m3.metric(tr("fu_wl.upcoming"), counts.upcoming, border=True)
+st.caption(tr("fu_wl.caption", n=len(tasks), view=tr(f"fu_wl.view_{view}"), bucket=tr(f"fu_wl.bucket_{bucket}"),
+              days=f.horizon_days, date=today.isoformat(), page=page, sort=tr(f"fu_wl.sort_{sort}")))
 if tasks.empty:
     st.info(tr("worklist.empty"))
 else:
-    shown = tasks.assign(
+    labels = {c: tr(f"worklist.col.{c}") for c in ("task_id", "due_date", "method", "kind", "attempts", "card_no",
+                                                    "name", "sex", "overdue_days")}
+    labels.update({"risk": tr("fu_wl.col_risk"), "plan": tr("fu_wl.col_plan"), "age": tr("fu_wl.col_age"),
+                   "phone": tr("fu_wl.col_phone"), "assignee": tr("fu_wl.col_assignee")})
+    shown = tasks.drop(columns=["version", "patient_id"]).assign(
         method=tasks["method"].map(lambda m: tr(f"method.{m}")),
         kind=tasks["kind"].map(lambda k: tr(f"task_kind.{k}")),
         sex=tasks["sex"].map(lambda s: tr(f"sex.{s}")),
-    ).rename(columns={c: tr(f"worklist.col.{c}") for c in tasks.columns})
+    ).rename(columns=labels)
     st.dataframe(shown, hide_index=True, width="stretch")
+    options = {int(i): f"#{i} · {due} · {name} ({card})" for i, due, name, card in
+               zip(tasks["task_id"].tolist(), tasks["due_date"].tolist(), tasks["name"].tolist(),
+                   tasks["card_no"].tolist(), strict=True)}
+    col_pick, col_go = st.columns([4, 1])
+    chosen = col_pick.selectbox(tr("fu_wl.pick"), list(options), format_func=options.__getitem__, key="wl_pick")
+    if col_go.button(tr("fu_wl.open"), key="wl_open", type="primary"):
+        st.session_state["followup_task_id"] = chosen
+        st.switch_page("app_pages/task.py")

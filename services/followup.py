@@ -115,6 +115,24 @@ def validate_plan(spec: PlanSpec) -> None:
                 raise UserError("followup.step_bad_repeat", n=i, maximum=MAX_OFFSET_DAYS)
 
 
+_STEP_RE = re.compile(r"^(\d{1,4})\s*:\s*([a-z]+)\s*(?:/\s*(\d{1,4}))?$")
+
+
+def parse_steps(text: str) -> tuple[StepSpec, ...]:
+    """Steps written as "3:phone, 7:phone, 30:phone/30" (days:method, /N repeats every N days)."""
+    steps = []
+    for part in (p.strip() for p in re.split(r"[,;，；\n]+", text) if p.strip()):
+        m = _STEP_RE.match(part)
+        if m is None:
+            raise UserError("followup.steps_unreadable", text=part[:40])
+        steps.append(StepSpec(int(m.group(1)), m.group(2), int(m.group(3)) if m.group(3) else None))
+    return tuple(steps)
+
+
+def format_steps(steps: list[tuple[int, str, int | None]]) -> str:
+    return ", ".join(f"{o}:{m}" + (f"/{r}" if r else "") for o, m, r in steps)
+
+
 def _add_plan(session: Session, spec: PlanSpec, version: int) -> FollowupPlan:
     plan = FollowupPlan(code=spec.code, version=version, name_zh=spec.name_zh.strip(), name_en=spec.name_en.strip(),
                         trigger=spec.trigger, trigger_param=(spec.trigger_param or "").strip() or None,
@@ -303,7 +321,7 @@ def _open_step(session: Session, plan: FollowupPlan, step: FollowupPlanStep, *, 
         sel = sel.where(Patient.department_id == plan.department_id)
     cols = ["patient_id", "plan_id", "step_id", "kind", "dedup_key", "department_id", "assignee_id", "method",
             "due_date", "status", "attempts", "created_at", "version"]
-    table = FollowupTask.__table__
+    table = FollowupTask
     if session.get_bind().dialect.name == "postgresql":
         # Two runs at once (a retried cron job): the unique key, not a race, decides.
         stmt: Any = postgresql.insert(table).from_select(cols, sel).on_conflict_do_nothing(
@@ -479,3 +497,10 @@ def reassign(session: Session, *, task_id: int, expected_version: int, assignee_
                  entity="followup_task", entity_id=task.id, patient_id=task.patient_id,
                  detail={"from": previous, "to": nurse.id}, at=now)
     return task.version
+
+
+def record_view(session: Session, *, user: CurrentUser, patient_id: int, entity: str, entity_id: int | str,
+                now: datetime) -> None:
+    """A follow-up screen showed a patient's record: that read is audited like any other."""
+    audit.record(session, action="view", user_id=user.id, username=user.username, entity=entity,
+                 entity_id=entity_id, patient_id=patient_id, at=now)

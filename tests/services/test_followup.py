@@ -289,9 +289,10 @@ def test_two_nurses_complete_the_same_task(engine: Engine) -> None:
         with first.begin():
             followup.log_contact(first, task_id=task_id, expected_version=1, user=a, now=NOW,
                                  contact=ContactInput("phone", "reached", "done", notes="first"))
-        with pytest.raises(UserError) as err, second.begin():
+        with pytest.raises(UserError) as err:
             followup.log_contact(second, task_id=task_id, expected_version=1, user=b, now=NOW,
                                  contact=ContactInput("phone", "reached", "done", notes="second"))
+        second.rollback()
         assert err.value.key in ("followup.stale", "followup.task_closed")
     finally:
         first.close()
@@ -315,3 +316,12 @@ def test_reassign(session: Session, nurse_task: tuple[FollowupTask, object]) -> 
         followup.reassign(session, task_id=task.id, expected_version=1, assignee_id=colleague.id,
                           user=user, now=NOW)  # type: ignore[arg-type]
     assert err.value.key == "followup.stale"
+
+
+def test_parse_steps() -> None:
+    assert followup.parse_steps("3:phone, 7:sms；30:phone/30") == (
+        StepSpec(3, "phone"), StepSpec(7, "sms"), StepSpec(30, "phone", repeat_every_days=30))
+    with pytest.raises(UserError) as err:
+        followup.parse_steps("three days by phone")
+    assert err.value.key == "followup.steps_unreadable"
+    assert followup.format_steps([(3, "phone", None), (30, "phone", 30)]) == "3:phone, 30:phone/30"
