@@ -1,0 +1,1 @@
+"""Reminders and patient education through channels: templates, protective rules, queue, adapters, sender."""
