@@ -116,6 +116,14 @@ class Patient(Base):
         Index("ix_patients_department_status", "department_id", "status"),
         Index("ix_patients_nurse", "nurse_id"),
         Index("ix_patients_birth_date", "birth_date"),
+        # Prefix search (LIKE 'abc%') uses a btree only under the C collation; pattern ops make it work under
+        # any database locale (zh_CN.UTF-8, C.UTF-8). Plain indexes on SQLite.
+        Index("ix_patients_card_no_pattern", "card_no", postgresql_ops={"card_no": "varchar_pattern_ops"}),
+        Index("ix_patients_phone_pattern", "phone", postgresql_ops={"phone": "varchar_pattern_ops"}),
+        Index("ix_patients_id_number_pattern", "id_number", postgresql_ops={"id_number": "varchar_pattern_ops"}),
+        Index("ix_patients_name_pattern", "name", postgresql_ops={"name": "varchar_pattern_ops"}),
+        Index("ix_patients_initials_pattern", "name_initials",
+              postgresql_ops={"name_initials": "varchar_pattern_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -326,7 +334,7 @@ class RiskAssessment(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     assessed_at: Mapped[datetime]
     score: Mapped[float | None] = mapped_column(Float)
-    level: Mapped[str | None] = mapped_column(String(16))
+    level: Mapped[str | None] = mapped_column(String(32))
     inputs: Mapped[dict[str, Any]]
     factors: Mapped[list[Any]]
     missing: Mapped[list[Any] | None]
@@ -618,3 +626,111 @@ class Message(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     sent_at: Mapped[datetime | None]
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    # Messaging (0800_messaging): the address used, the education item sent, when the channel reported an open.
+    recipient: Mapped[str | None] = mapped_column(String(255))
+    education_item_id: Mapped[int | None] = mapped_column(ForeignKey("education_items.id"))
+    opened_at: Mapped[datetime | None]
+
+
+# --- messaging, education, experiments (0800_messaging) ------------------------------------------
+
+
+class MessageTemplate(Base):
+    """A bilingual message template; placeholders are checked against MESSAGE_PLACEHOLDERS when saved."""
+
+    __tablename__ = "message_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    body_zh: Mapped[str] = mapped_column(Text)
+    body_en: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class PatientContact(Base):
+    """A patient's address on a channel other than the phone on file (e-mail address, WeChat openid)."""
+
+    __tablename__ = "patient_contacts"
+    __table_args__ = (UniqueConstraint("patient_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(255))
+
+
+class EducationItem(Base):
+    __tablename__ = "education_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(8))
+    tags: Mapped[list[Any]]
+    risk_levels: Mapped[list[Any]]
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    reviewed_on: Mapped[date] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class Experiment(Base):
+    """An A/B test on one reminder rule: two wordings (template codes) or two channels."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(48), unique=True)
+    rule: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str] = mapped_column(String(16))
+    arm_a: Mapped[str] = mapped_column(String(48))
+    arm_b: Mapped[str] = mapped_column(String(48))
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class ExperimentAssignment(Base):
+    __tablename__ = "experiment_assignments"
+    __table_args__ = (UniqueConstraint("experiment_id", "patient_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    arm: Mapped[str] = mapped_column(String(1))
+    assigned_at: Mapped[datetime]
+
+
+# --- satisfaction rollup (migration 0200_satisfaction) -----------------------------------------
+
+
+class NpsDaily(Base):
+    """NPS counts per day x department x channel, so a 12-month dashboard reads thousands of rows, not millions.
+
+    department_id 0 and channel "" stand for "none" (key columns cannot be NULL). Maintained by
+    services/nps_rollup.py on every submitted response and rebuilt from survey_responses by its rebuild().
+    """
+
+    __tablename__ = "nps_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    promoters: Mapped[int] = mapped_column(Integer, default=0)
+    passives: Mapped[int] = mapped_column(Integer, default=0)
+    detractors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NpsRollupState(Base):
+    """One row: every survey response with id <= max_response_id is counted in nps_daily; later ids are not."""
+
+    __tablename__ = "nps_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_response_id: Mapped[int] = mapped_column(BigId, default=0)
+    rebuilt_at: Mapped[datetime | None]

@@ -12,9 +12,9 @@ A rule is a tree of nodes, never code (nothing is eval'd):
     {"kind": "diagnosis", "codes": ["I10"], "text": ["高血压"]}     an active condition (code prefix or text)
     {"kind": "age", "cmp": ">=", "value": 40}                       completed years on the evaluation date
     {"kind": "sex", "value": "M"}
-    {"kind": "lifestyle", "key": "aspect", "values": ["smoking"], "text_not": ["戒"]}
-        an active lifestyle record whose detail[key] is one of values, whose text contains one of "text"
-        (if given) and none of "text_not" (if given)
+    {"kind": "lifestyle", "aspect": "smoking", "key": "status", "values": ["current"], "text_not": ["戒"]}
+        an active lifestyle record of that aspect (its code, or detail["aspect"]) whose detail[key] is one of
+        values (if key given), whose text contains one of "text" (if given) and none of "text_not" (if given)
     {"kind": "risk", "model": "pce", "levels": ["high"]}            the newest assessment of that model
     {"kind": "satisfaction", "cmp": "<=", "value": 6, "window_days": 365}   the newest NPS answer
     {"kind": "days_since_visit", "cmp": ">", "value": 365}          no encounter at all counts as "never"
@@ -131,7 +131,7 @@ _ALLOWED_KEYS: dict[str, set[str]] = {
     "diagnosis": {"kind", "codes", "text"},
     "age": {"kind", "cmp", "value"},
     "sex": {"kind", "value"},
-    "lifestyle": {"kind", "key", "values", "text", "text_not"},
+    "lifestyle": {"kind", "aspect", "key", "values", "text", "text_not"},
     "risk": {"kind", "model", "levels"},
     "satisfaction": {"kind", "cmp", "value", "window_days"},
     "days_since_visit": {"kind", "cmp", "value"},
@@ -208,10 +208,14 @@ def _validate(node: Any, catalogue: Catalogue, *, depth: int, count: list[int]) 
         if node.get("value") not in ("M", "F", "U"):
             raise UserError("care.rules.bad_value", field="value")
     elif kind == "lifestyle":
-        key = node.get("key")
-        if not isinstance(key, str) or not key.isidentifier():
-            raise UserError("care.rules.bad_value", field="key")
-        _strings(node, "values")
+        aspect = node.get("aspect")
+        if not isinstance(aspect, str) or not aspect.isidentifier():
+            raise UserError("care.rules.bad_value", field="aspect")
+        if "key" in node or "values" in node:
+            key = node.get("key")
+            if not isinstance(key, str) or not key.isidentifier():
+                raise UserError("care.rules.bad_value", field="key")
+            _strings(node, "values")
         _strings(node, "text", required=False)
         _strings(node, "text_not", required=False)
     elif kind == "risk":
@@ -432,8 +436,11 @@ class Compiler:
                                                                      or_(*matches)))
 
     def _lifestyle(self, node: dict[str, Any]) -> ColumnElement[bool]:
-        value = HealthHistory.detail[node["key"]].as_string()
-        where = [*self._active_history("lifestyle"), value.in_(_strings(node, "values"))]
+        aspect = node["aspect"]
+        where = [*self._active_history("lifestyle"),
+                 or_(HealthHistory.code == aspect, HealthHistory.detail["aspect"].as_string() == aspect)]
+        if "key" in node:
+            where.append(HealthHistory.detail[node["key"]].as_string().in_(_strings(node, "values")))
         texts = _strings(node, "text", required=False)
         if texts:
             where.append(or_(*[HealthHistory.text.contains(t, autoescape=True) for t in texts]))

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from services.risk.base import Band, Factor, RiskInputs, RiskResult, age_check, band_for, missing_of, not_applicable
+from services.risk.base import (
+    Band,
+    Factor,
+    RiskInputs,
+    RiskResult,
+    age_check,
+    as_dict,
+    band_for,
+    missing_of,
+    not_applicable,
+)
 
 MODEL = "cdrs"
 VERSION = "CDS T2DM guideline 2017/2020"
@@ -49,7 +57,7 @@ def sbp_points(sbp: float) -> int:
 def assess(inputs: RiskInputs) -> RiskResult:
     missing = missing_of(inputs, REQUIRED)
     if missing:
-        return not_applicable(MODEL, VERSION, "points", asdict(inputs), missing=missing,
+        return not_applicable(MODEL, VERSION, "points", as_dict(inputs), missing=missing,
                               error="care.risk.missing_inputs")
     out_of_range = age_check(MODEL, VERSION, "points", inputs, *AGE_RANGE)
     if out_of_range:
@@ -65,4 +73,4 @@ def assess(inputs: RiskInputs) -> RiskResult:
         Factor("sex", inputs.sex, 2 if inputs.sex == "M" else 0),
     ]
     score = float(sum(f.contribution for f in factors))
-    return RiskResult(MODEL, VERSION, score, "points", band_for(score, BANDS), asdict(inputs), factors)
+    return RiskResult(MODEL, VERSION, score, "points", band_for(score, BANDS), as_dict(inputs), factors)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from services.risk.base import Band, Factor, RiskInputs, RiskResult, age_check, band_for, missing_of, not_applicable
+from services.risk.base import (
+    Band,
+    Factor,
+    RiskInputs,
+    RiskResult,
+    age_check,
+    as_dict,
+    band_for,
+    missing_of,
+    not_applicable,
+)
 
 MODEL = "findrisc"
 # Variants score some items differently (German FINDRISK, vegetables = 2): the version names the form used.
@@ -42,7 +50,7 @@ def family_points(family: str) -> int:
 def assess(inputs: RiskInputs) -> RiskResult:
     missing = missing_of(inputs, REQUIRED)
     if missing:
-        return not_applicable(MODEL, VERSION, "points", asdict(inputs), missing=missing,
+        return not_applicable(MODEL, VERSION, "points", as_dict(inputs), missing=missing,
                               error="care.risk.missing_inputs")
     out_of_range = age_check(MODEL, VERSION, "points", inputs, *AGE_RANGE)
     if out_of_range:
@@ -60,4 +68,4 @@ def assess(inputs: RiskInputs) -> RiskResult:
         Factor("family_diabetes", inputs.family_diabetes, family_points(inputs.family_diabetes)),
     ]
     score = float(sum(f.contribution for f in factors))
-    return RiskResult(MODEL, VERSION, score, "points", band_for(score, BANDS), asdict(inputs), factors)
+    return RiskResult(MODEL, VERSION, score, "points", band_for(score, BANDS), as_dict(inputs), factors)

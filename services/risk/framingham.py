@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 from services.risk.base import (
     CHOL_MMOL_TO_MGDL,
@@ -12,6 +11,7 @@ from services.risk.base import (
     RiskInputs,
     RiskResult,
     age_check,
+    as_dict,
     band_for,
     missing_of,
     not_applicable,
@@ -38,7 +38,7 @@ BANDS = (Band("low", None, 10.0), Band("intermediate", 10.0, 20.0), Band("high",
 def assess(inputs: RiskInputs) -> RiskResult:
     missing = missing_of(inputs, REQUIRED)
     if missing:
-        return not_applicable(MODEL, VERSION, "%", asdict(inputs), missing=missing,
+        return not_applicable(MODEL, VERSION, "%", as_dict(inputs), missing=missing,
                               error="care.risk.missing_inputs")
     out_of_range = age_check(MODEL, VERSION, "%", inputs, *AGE_RANGE)
     if out_of_range:
@@ -57,5 +57,5 @@ def assess(inputs: RiskInputs) -> RiskResult:
     ]
     total = sum(f.contribution for f in factors)
     risk = 100.0 * (1.0 - c["s10"] ** math.exp(total - c["mean"]))
-    return RiskResult(MODEL, VERSION, risk, "%", band_for(risk, BANDS), asdict(inputs) | {"sum": round(total, 4)},
+    return RiskResult(MODEL, VERSION, risk, "%", band_for(risk, BANDS), as_dict(inputs) | {"sum": round(total, 4)},
                       factors)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 from services.risk.base import (
     CHOL_MMOL_TO_MGDL,
@@ -12,6 +11,7 @@ from services.risk.base import (
     RiskInputs,
     RiskResult,
     age_check,
+    as_dict,
     band_for,
     missing_of,
     not_applicable,
@@ -61,7 +61,7 @@ def equations_for(race: str) -> str:
 def assess(inputs: RiskInputs) -> RiskResult:
     missing = missing_of(inputs, REQUIRED)
     if missing:
-        return not_applicable(MODEL, VERSION, "%", asdict(inputs), missing=missing,
+        return not_applicable(MODEL, VERSION, "%", as_dict(inputs), missing=missing,
                               error="care.risk.missing_inputs")
     out_of_range = age_check(MODEL, VERSION, "%", inputs, *AGE_RANGE)
     if out_of_range:
@@ -87,5 +87,5 @@ def assess(inputs: RiskInputs) -> RiskResult:
     ]
     total = sum(f.contribution for f in factors)
     risk = 100.0 * (1.0 - c["s10"] ** math.exp(total - c["mean"]))
-    used = asdict(inputs) | {"equations": equations_for(inputs.race), "sum": round(total, 4)}
+    used = as_dict(inputs) | {"equations": equations_for(inputs.race), "sum": round(total, 4)}
     return RiskResult(MODEL, VERSION, risk, "%", band_for(risk, BANDS), used, factors)

@@ -1,0 +1,248 @@
+"""AppTest for the care screens: every role allowed or denied, both languages, and the main interactions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+import streamlit as st
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+import i18n
+from components.navigation import pages_for_role
+from db.models import AdviceItem, Department, HealthSummary, Patient, TagRule
+from services import advice, auth, clock, tags
+from services.auth import LoginPolicy
+from tests.factories import create_patient, create_user
+from tests.factories_care import create_encounter, create_observation, create_risk
+
+ROLES = ("admin", "manager", "nurse", "quality")
+PASSWORD = "correct horse battery"
+TIMEOUT = 30
+CARE_PAGES = {"tag_rules": "app_pages/tag_rules.py", "risk": "app_pages/risk.py", "advice": "app_pages/advice.py",
+              "return_risk": "app_pages/return_risk.py"}
+
+
+@pytest.fixture
+def app_db(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setenv("CARELOOP_DATABASE_URL", str(sqlite_engine.url))
+    monkeypatch.setenv("CARELOOP_COOKIE_KEY", "app-test-cookie-key-" + "z" * 40)
+    monkeypatch.delenv("CARELOOP_DEMO", raising=False)
+    now = clock.now()
+    with Session(sqlite_engine) as s, s.begin():
+        dept = s.scalars(select(Department).order_by(Department.id)).first()
+        assert dept is not None
+        for role in ROLES:
+            create_user(s, username=role, password=PASSWORD, role=role, display_name=f"{role} 用户",
+                        department_id=dept.id)
+        tags.ensure_builtin_rules(s, now=now)
+        advice.ensure_builtin_advice(s)
+        for i, level in enumerate(["high", "low", "intermediate", "high"]):
+            p = create_patient(s, department_id=dept.id, sex="M", birth_date=date(1960, 1, 1), name=f"李{i}")
+            create_observation(s, patient_id=p.id, code="SBP", value=150 + i, at=now - timedelta(days=10))
+            create_encounter(s, patient_id=p.id, at=now - timedelta(days=10))
+            create_risk(s, patient_id=p.id, model="pce", level=level, score=10.0 + i, at=now - timedelta(days=1),
+                        factors=[{"name": "age", "value": 66, "contribution": 1.5},
+                                 {"name": "sbp", "value": 150, "contribution": 3.2}])
+    st.cache_data.clear()
+    yield sqlite_engine
+    st.cache_data.clear()
+
+
+def _app(engine: Engine, username: str, lang: str = "en") -> AppTest:
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
+    at.session_state["lang"] = lang
+    with Session(engine) as s, s.begin():
+        out = auth.login(s, username=username, password=PASSWORD, now=clock.now(), policy=LoginPolicy())
+    assert out.token
+    at.session_state["careloop_token"] = out.token
+    return at
+
+
+def _page(engine: Engine, role: str, key: str, lang: str = "en") -> AppTest:
+    at = _app(engine, role, lang).run()
+    assert not at.exception, at.exception
+    at.switch_page(CARE_PAGES[key]).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("key", list(CARE_PAGES))
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_each_role_allowed_or_denied(app_db: Engine, role: str, key: str, lang: str) -> None:
+    title = i18n.t(f"nav.{key}", lang)
+    if key in [p.key for p in pages_for_role(role)]:
+        at = _page(app_db, role, key, lang)
+        assert title in [e.value for e in at.title]
+        assert not at.error, [e.value for e in at.error]
+        return
+    # Not in the role's navigation, and the page refuses on its own when run directly (server side).
+    at = _app(app_db, role, lang).run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(CARE_PAGES[key])
+    direct = AppTest.from_file(f"../../{CARE_PAGES[key]}", default_timeout=TIMEOUT)
+    direct.session_state["lang"] = lang
+    with Session(app_db) as s:
+        u = s.scalars(select(auth.User).where(auth.User.username == role)).one()
+        direct.session_state["careloop_user"] = auth.CurrentUser(u.id, u.username, u.display_name, u.role,
+                                                                 u.department_id)
+    direct.run()
+    assert [e.value for e in direct.error] == [i18n.t("auth.forbidden", lang)]
+    assert not direct.dataframe and title not in [e.value for e in direct.title]
+
+
+def test_risk_page_shows_levels_and_drilldown(app_db: Engine) -> None:
+    at = _page(app_db, "manager", "risk")
+    assert at.dataframe, "distribution table"
+    assert any("patients shown" in c.value for c in at.caption)
+    drill = at.dataframe[-1].value
+    assert len(drill) >= 1
+
+
+def test_risk_page_in_chinese(app_db: Engine) -> None:
+    at = _page(app_db, "quality", "risk", "zh_CN")
+    assert "风险分布" in [t.value for t in at.title]
+    assert any("China-PAR" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize(("lang", "expect"), [("en", "This rule matches 4 patients"), ("zh_CN", "匹配 4 位患者")])
+def test_tag_rule_preview_and_save(app_db: Engine, lang: str, expect: str) -> None:
+    at = _page(app_db, "admin", "tag_rules", lang)
+    rule = {"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 140}
+    at.text_input(key="rules_code").input("sbp_raised")
+    at.text_input(key="rules_name_zh").input("血压偏高")
+    at.text_input(key="rules_name_en").input("Raised SBP")
+    at.text_area(key="rules_json").input(json.dumps(rule))
+    at.button(key="rules_preview").click().run()
+    assert not at.exception
+    assert any(expect in s.value for s in at.success), [s.value for s in at.success]
+    at.button(key="rules_save").click().run()
+    assert not at.exception
+    with Session(app_db) as s:
+        saved = s.scalars(select(TagRule).where(TagRule.code == "sbp_raised")).one()
+        assert saved.version == 1 and saved.expression == rule
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "message"),
+    [
+        ("en", "{not json", "The rule cannot be read"),
+        ("zh_CN", "{not json", "无法读取规则"),
+        ("en", json.dumps({"kind": "indicator", "code": "FOO", "cmp": ">", "value": 1}), "indicator “FOO”"),
+        ("en", json.dumps({"op": "and", "args": [{"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 140},
+                                                 {"kind": "indicator", "code": "SBP", "cmp": "<", "value": 120}]}),
+         "contradicts itself"),
+        ("zh_CN", json.dumps({"op": "and", "args": [{"kind": "sex", "value": "M"}, {"kind": "sex", "value": "F"}]}),
+         "自相矛盾"),
+    ],
+)
+def test_tag_rule_errors_are_translated_and_nothing_saved(app_db: Engine, lang: str, text: str, message: str) -> None:
+    at = _page(app_db, "admin", "tag_rules", lang)
+    at.text_input(key="rules_code").input("bad_rule")
+    at.text_input(key="rules_name_zh").input("坏")
+    at.text_input(key="rules_name_en").input("Bad")
+    at.text_area(key="rules_json").input(text)
+    at.button(key="rules_save").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    with Session(app_db) as s:
+        assert s.scalar(select(func.count()).select_from(TagRule).where(TagRule.code == "bad_rule")) == 0
+
+
+def test_builder_adds_conditions_to_the_rule(app_db: Engine) -> None:
+    at = _page(app_db, "admin", "tag_rules")
+    at.selectbox(key="rules_kind").set_value("age").run()
+    at.button(key="rules_add").click().run()
+    at.selectbox(key="rules_kind").set_value("sex").run()
+    at.button(key="rules_add").click().run()
+    assert not at.exception
+    expr = json.loads(at.text_area(key="rules_json").value)
+    assert expr["op"] == "and" and [a["kind"] for a in expr["args"]] == ["age", "sex"]
+    at.button(key="rules_preview").click().run()
+    assert any("matches" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize(("lang", "message"), [("en", "en is missing"), ("zh_CN", "缺少 en")])
+def test_advice_without_translation_is_refused(app_db: Engine, lang: str, message: str) -> None:
+    at = _page(app_db, "admin", "advice", lang)
+    at.text_input(key="advice_code").input("walk_more")
+    at.text_input(key="advice_title_zh").input("多走路")
+    at.text_area(key="advice_body_zh").input("每天步行6000步")
+    at.text_input(key="advice_tags").input("obesity")
+    at.button(key="advice_save").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    with Session(app_db) as s:
+        assert s.scalar(select(func.count()).select_from(AdviceItem).where(AdviceItem.code == "walk_more")) == 0
+    at.text_input(key="advice_title_en").input("Walk more")
+    at.text_area(key="advice_body_en").input("Walk 6,000 steps a day")
+    at.button(key="advice_save").click().run()
+    assert not at.error
+    with Session(app_db) as s:
+        assert s.scalar(select(func.count()).select_from(AdviceItem).where(AdviceItem.code == "walk_more")) == 1
+
+
+def test_return_risk_page_says_when_history_is_too_short(app_db: Engine) -> None:
+    at = _page(app_db, "manager", "return_risk")
+    assert any("Not enough history" in i.value for i in at.info)
+
+
+PANEL_SCRIPT = """
+import streamlit as st
+from components.care_panels import patient_care_panel
+patient_care_panel(st.session_state["panel_patient"], st.session_state["careloop_user"])
+"""
+
+
+def _panel(engine: Engine, role: str, lang: str) -> tuple[AppTest, int]:
+    with Session(engine) as s, s.begin():
+        pid = s.scalars(select(Patient.id).order_by(Patient.id)).first()
+        assert pid is not None
+        tags.apply_rules(s, as_of=clock.now())
+        u = s.scalars(select(auth.User).where(auth.User.username == role)).one()
+        cu = auth.CurrentUser(u.id, u.username, u.display_name, u.role, u.department_id)
+    at = AppTest.from_string(PANEL_SCRIPT, default_timeout=TIMEOUT)
+    at.session_state["lang"] = lang
+    at.session_state["panel_patient"] = pid
+    at.session_state["careloop_user"] = cu
+    return at.run(), pid
+
+
+@pytest.mark.parametrize(("lang", "heading", "advice_title"), [("en", "Care plan", "Cut down on salt"),
+                                                                ("zh_CN", "健康管理", "减少钠盐摄入")])
+def test_care_panel_shows_tags_risk_and_advice_with_reasons(app_db: Engine, lang: str, heading: str,
+                                                            advice_title: str) -> None:
+    at, _ = _panel(app_db, "nurse", lang)
+    assert not at.exception, at.exception
+    assert heading in [h.value for h in at.header]
+    text = "\n".join(m.value for m in at.markdown)
+    assert advice_title in text
+    assert any(i18n.t("care.panel.why", lang, reasons="")[:3] in c.value for c in at.caption)
+
+
+def test_care_panel_drafts_and_saves_a_summary(app_db: Engine) -> None:
+    at, pid = _panel(app_db, "nurse", "en")
+    at.button(key=f"care_panel_summary_{pid}_draft").click().run()
+    assert not at.exception
+    draft = at.text_area(key=f"care_panel_summary_{pid}").value
+    assert draft.startswith("Health summary for") and "Systolic blood pressure" in draft
+    at.text_area(key=f"care_panel_summary_{pid}").input(draft + "\nReviewed with the patient.")
+    at.button(key=f"care_panel_summary_{pid}_save").click().run()
+    assert not at.exception
+    assert any("Summary saved" in s.value for s in at.success)
+    with Session(app_db) as s:
+        row = s.scalars(select(HealthSummary).where(HealthSummary.patient_id == pid)).one()
+        assert row.text.endswith("Reviewed with the patient.") and row.language == "en"
+
+
+def test_care_panel_is_read_only_for_managers(app_db: Engine) -> None:
+    at, pid = _panel(app_db, "manager", "en")
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert f"care_panel_summary_{pid}_save" not in keys
+    assert f"care_panel_tag_add_{pid}" not in keys
