@@ -11,9 +11,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
 
 import i18n
@@ -53,12 +53,24 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
     from db.migrate import upgrade
 
+    from services.questionnaires import ensure_builtin_questionnaires
+
     engine = _engine()
     upgrade(engine)
     with transaction(engine) as s:
         ensure_reference_data(s)
+        ensure_builtin_questionnaires(s)  # intake form, PHQ-9, GAD-7 (satisfaction comes from the catalogue)
     print(f"schema is at head; reference data loaded ({_safe_url()})")
     return 0
+
+
+def _rebuild_nps_rollup(engine: Engine) -> None:
+    """Bulk loads bypass the survey service: fold their responses into the NPS rollup (dashboards stay exact
+    without it, but read the raw table until then)."""
+    from services import nps_rollup
+
+    with transaction(engine) as s:
+        nps_rollup.rebuild(s)
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
@@ -75,6 +87,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     except SeedError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    _rebuild_nps_rollup(engine)
     elapsed = time.monotonic() - started
     for table, n in counts.items():
         print(f"{table:28s} {n:>12,}")
@@ -98,6 +111,7 @@ def cmd_prepare_demo(args: argparse.Namespace) -> int:
         print("loading demo data (first run) ...")
         seed_demo(engine, patients=args.patients, seed=args.seed, today=clock.today(),
                   progress=_progress("seed-demo"))
+        _rebuild_nps_rollup(engine)
     print("\nDemo logins (new passwords on every `make run`):")
     for login in logins:
         print(f"  {login.role:8s}  username: {login.username:8s}  password: {login.password}")
@@ -129,6 +143,233 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_mapping(path: str | None) -> dict[str, object] | None:
+    import json
+    import tomllib
+    from pathlib import Path
+
+    if not path:
+        return None
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a mapping file holds one object of column names")
+    return data
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import files or folders; prints the counts and every rejection; exit 1 when something was rejected."""
+    from pathlib import Path
+
+    from services.importers.base import ImportOptions
+    from services.importers.runner import run_import
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        mapping = _load_mapping(args.mapping)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the mapping file {args.mapping}: {exc}", file=sys.stderr)
+        return 2
+    options = ImportOptions(strict=args.strict, dry_run=args.dry_run, mapping=mapping, actor="manage.py")
+    with transaction(_engine()) as s:
+        result = run_import(s, [Path(p) for p in args.paths], fmt=args.format, options=options,
+                            progress=_progress("import"))
+    label = " (dry run, nothing written)" if args.dry_run else ""
+    print(f"imported {result.imported}  updated {result.updated}  skipped {result.skipped}  "
+          f"rejected {len(result.rejected)}{label}")
+    for r in result.rejected:
+        print(f"  {r.file}: {r.location}: {i18n.t(r.reason_key, LANG, **r.params)}")
+    return 1 if result.rejected else 0
+
+
+def _export_patients(conn: Connection, out: str, fmt: str, full: bool) -> int:
+    from pathlib import Path
+
+    from queries.patients import EXPORT_COLUMNS, export_patients
+    from reports.patient_exports import masked_patients, write_table
+
+    batches = masked_patients(export_patients(conn=conn), phone_col=EXPORT_COLUMNS.index("phone"),
+                              id_col=EXPORT_COLUMNS.index("id_number"), full=full)
+    return write_table(Path(out), fmt, EXPORT_COLUMNS, batches, sheet="patients")
+
+
+def _export_observations(conn: Connection, out: str, fmt: str, full: bool) -> int:
+    from pathlib import Path
+
+    from queries.indicators import EXPORT_COLUMNS, export_observations
+    from reports.patient_exports import write_table
+
+    return write_table(Path(out), fmt, EXPORT_COLUMNS, export_observations(conn=conn), sheet="observations")
+
+
+def _export_followup_kind(kind: str) -> Callable[[Connection, str, str, bool], int]:
+    """followups / interventions: every row (all departments, all dates), labels in the CLI's language."""
+
+    def write(conn: Connection, out: str, fmt: str, full: bool) -> int:
+        from pathlib import Path
+
+        from queries import followup as fq
+        from queries.filters import PeriodFilter, scope_for
+        from reports.patient_exports import write_table
+
+        f = PeriodFilter(date(1900, 1, 1), date(2999, 12, 31))
+        scope = scope_for(role="admin", department_id=None)
+        reader = fq.export_followups if kind == "followups" else fq.export_interventions
+        df = reader(conn=conn, f=f, scope=scope, lang=LANG)
+        rows = [tuple(None if v != v else v for v in r) for r in df.itertuples(index=False, name=None)]  # NaN out
+        return write_table(Path(out), fmt, list(df.columns), [rows], sheet=kind)
+
+    return write
+
+
+# Other areas add their kinds here (KIND -> writer(conn, out, fmt, full) returning the row count).
+EXPORTS: dict[str, Callable[[Connection, str, str, bool], int]] = {
+    "patients": _export_patients,
+    "observations": _export_observations,
+    "followups": _export_followup_kind("followups"),
+    "interventions": _export_followup_kind("interventions"),
+}
+
+
+def cmd_export_satisfaction(args: argparse.Namespace) -> int:
+    """export nps|satisfaction --by month|quarter|department: period or department, responses, promoters,
+    passives, detractors, nps (one decimal). CSV (UTF-8 with BOM for Excel) or xlsx."""
+    import csv
+    from pathlib import Path
+
+    from db.models import Department
+    from queries.filters import scope_for
+    from queries.satisfaction import GroupBy, SurveyFilter, export_rows
+    from services import audit
+
+    by: GroupBy = "month"
+    if args.by in ("quarter", "department"):
+        by = "quarter" if args.by == "quarter" else "department"
+    elif args.by not in (None, "month"):
+        print("--by must be month, quarter or department", file=sys.stderr)
+        return 2
+    today = clock.today()
+    start = args.date_from or date(today.year - 1, today.month, 1)
+    end = args.date_to or today
+    if start > end:
+        print("--from is after --to", file=sys.stderr)
+        return 2
+    engine = _engine()
+    with engine.connect() as conn:
+        dept_ids: tuple[int, ...] = ()
+        if args.department:
+            found = conn.execute(select(Department.id).where(Department.code == args.department)).scalar()
+            if found is None:
+                print(f"unknown department code {args.department!r}", file=sys.stderr)
+                return 2
+            dept_ids = (int(found),)
+        f = SurveyFilter(start, end, dept_ids, (args.department,) if args.department else ())
+        rows = export_rows(conn=conn, f=f, scope=scope_for(role="admin", department_id=None), by=by, lang=LANG)
+    first = "department" if by == "department" else "period"
+    columns = [first, "responses", "promoters", "passives", "detractors", "nps"]
+    out = Path(args.out)
+    if args.format == "xlsx":
+        from reports.patient_exports import write_table
+
+        write_table(out, "xlsx", columns, [[tuple(r[c] for c in columns) for r in rows]], sheet=args.kind)
+    else:
+        with out.open("w", newline="", encoding="utf-8-sig") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    with transaction(engine) as s:
+        audit.record(s, action="export", username="manage.py", entity=args.kind,
+                     detail={"format": args.format, "by": by, "from": start.isoformat(), "to": end.isoformat(),
+                             "department": args.department, "rows": len(rows), "out": args.out})
+    print(f"exported {len(rows):,} {args.kind} rows ({by}, {start} to {end}) to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from services import audit
+
+    if args.kind in ("nps", "satisfaction"):
+        return cmd_export_satisfaction(args)
+    if args.kind not in EXPORTS:
+        print(f"unknown export {args.kind!r}; one of: {', '.join(EXPORTS)}", file=sys.stderr)
+        return 2
+    engine = _engine()
+    with engine.connect() as conn:
+        n = EXPORTS[args.kind](conn, args.out, args.format, args.unmasked)
+    with transaction(engine) as s:
+        audit.record(s, action="export", username="manage.py", entity=args.kind,
+                     detail={"format": args.format, "rows": n, "out": args.out, "unmasked": args.unmasked})
+    print(f"exported {n:,} {args.kind} rows to {args.out}")
+    return 0
+
+
+def cmd_run_automation(args: argparse.Namespace) -> int:
+    """The daily follow-up job: open the tasks whose triggers fired up to --as-of; idempotent."""
+    from services.followup import ensure_builtin_plans, run_automation
+
+    as_of = args.as_of or clock.today()
+    # Risk first (the "high CVD risk" tag reads it), then tags (follow-up triggers and advice read them).
+    from datetime import datetime as _dt
+    from datetime import time as _time
+
+    from services import advice as advice_svc
+    from services import risk as risk_svc
+    from services import tags as tags_svc
+
+    care_at = _dt.combine(as_of, _time(23, 59, 59))
+    with transaction(_engine()) as s:
+        tags_svc.ensure_builtin_rules(s)
+        advice_svc.ensure_builtin_advice(s)
+        assessed = risk_svc.assess_all(s, as_of=care_at)
+        tagged = tags_svc.apply_rules(s, as_of=care_at)
+    print(f"{'risk assessments stored':32s} {assessed.stored:>10,} ({assessed.unchanged:,} unchanged, "
+          f"{assessed.patients:,} patients)")
+    print(f"{'tags opened / ended':32s} {tagged.added:>10,} / {tagged.ended:,} ({tagged.rules} rules)")
+    with transaction(_engine()) as s:
+        ensure_builtin_plans(s)
+        result = run_automation(s, as_of=as_of, lookback_days=args.lookback_days, now=clock.now())
+        from services.messaging.queue import queue_reminders
+
+        reminders = queue_reminders(s, as_of=as_of, now=clock.now())
+    for code, n in sorted(result.opened.items()):
+        print(f"{code:32s} {n:>10,} tasks opened")
+    print(f"{'reminders queued':32s} {reminders['total']:>10,} "
+          f"({', '.join(f'{k} {v:,}' for k, v in reminders.items() if k not in ('total', 'seconds'))})")
+    print(f"as of {as_of.isoformat()}: {result.total_opened:,} tasks opened, {result.overdue:,} overdue, "
+          f"{result.seconds:.1f} s")
+    return 0
+
+
+def cmd_send_messages(args: argparse.Namespace) -> int:
+    """Deliver the queued messages that are due (the daily schedule runs it after run-automation)."""
+    from config import load_settings
+    from db.engine import session_factory
+    from services.messaging import adapters
+    from services.messaging.sender import send_due
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    counts = send_due(session_factory(engine), now=args.now or clock.now(settings.timezone),
+                      adapters=adapters.from_settings(settings))
+    print(f"claimed {counts.claimed:,}: sent {counts.sent:,}, retry later {counts.retried:,}, "
+          f"failed {counts.failed:,}, cancelled {counts.cancelled:,}, deferred {counts.deferred:,} "
+          f"({counts.seconds:.1f} s)")
+    for reason, n in sorted(counts.reasons.items()):
+        print(f"  {reason:40s} {n:>8,}")
+    return 0
+
+
+def _datetime(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date and time (YYYY-MM-DDTHH:MM): {value!r}") from exc
+
+
 def _safe_url() -> str:
     url = database_url()
     return url.split("@", 1)[-1] if "@" in url else url
@@ -139,6 +380,17 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`report patient CARD_NO` / `report quality --from --to`: the PDFs the app downloads, audited."""
+    from reports.cli import LANGS, report_patient, report_quality
+
+    lang = LANGS[args.lang]
+    if args.report == "patient":
+        return report_patient(_engine(), card_no=args.card_no, out=args.out, lang=lang)
+    return report_quality(_engine(), date_from=args.date_from, date_to=args.date_to, department=args.department,
+                          out=args.out, lang=lang)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +417,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--department", help="department code, e.g. CARD")
     p.add_argument("--name", help="display name")
     p.set_defaults(func=cmd_create_user)
+    p = sub.add_parser("import", help="import exam/lab files or folders (Synthea CSV, CSV/Excel, FHIR, HL7 v2)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", default="auto",
+                   choices=["auto", "synthea-csv", "csv", "fhir", "hl7v2", "survey-csv"])
+    p.add_argument("--mapping", help="column mapping file (JSON or TOML) for csv / survey-csv")
+    p.add_argument("--strict", action="store_true", help="a file with any rejected row is not imported at all")
+    p.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("run-automation", help="open the follow-up tasks whose triggers fired (idempotent)")
+    p.add_argument("--as-of", type=_date, default=None, help="the day to run for (default: today)")
+    p.add_argument("--lookback-days", type=int, default=7,
+                   help="also pick up trigger events of this many earlier days (catch-up after a missed run)")
+    p.set_defaults(func=cmd_run_automation)
+
+    p = sub.add_parser("send-messages", help="deliver the due reminders and education messages")
+    p.add_argument("--now", type=_datetime, default=None, help="site-local time to send as of (default: now)")
+    p.set_defaults(func=cmd_send_messages)
+
+    p = sub.add_parser("export", help="export a table as CSV or Excel")
+    p.add_argument("kind", help="patients | observations | followups | interventions | nps | satisfaction")
+    p.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--unmasked", action="store_true", help="phones and ID numbers in full (audited)")
+    p.add_argument("--by", choices=["month", "quarter", "department"], default=None,
+                   help="nps / satisfaction: one row per month, quarter or department (default month)")
+    p.add_argument("--from", dest="date_from", type=_date, default=None, help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", type=_date, default=None, help="last day (YYYY-MM-DD)")
+    p.add_argument("--department", default=None, help="department code, e.g. CARD")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("report", help="patient health report or quality summary as PDF")
+    reports = p.add_subparsers(dest="report", required=True)
+    rp = reports.add_parser("patient", help="the health report of one patient")
+    rp.add_argument("card_no")
+    rp.add_argument("--out", required=True, help="PDF file to write")
+    rp.add_argument("--lang", choices=("zh", "en"), default="zh")
+    rp.set_defaults(func=cmd_report)
+    rq = reports.add_parser("quality", help="the quality summary of a period")
+    rq.add_argument("--from", dest="date_from", type=_date, required=True)
+    rq.add_argument("--to", dest="date_to", type=_date, required=True)
+    rq.add_argument("--department", help="department code, e.g. CARD")
+    rq.add_argument("--out", required=True, help="PDF file to write")
+    rq.add_argument("--lang", choices=("zh", "en"), default="zh")
+    rq.set_defaults(func=cmd_report)
     return parser
 
 

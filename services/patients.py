@@ -22,7 +22,7 @@ _GB11643_CHECK = "10X98765432"
 _PHONE_RE = re.compile(r"^(\+?\d{1,3}[- ]?)?\d{3,4}[- ]?\d{3,4}[- ]?\d{3,4}$")
 _MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 _PASSPORT_RE = re.compile(r"^[A-Z0-9]{5,17}$")
-SERIAL_DIGITS = 9
+SERIAL_DIGITS = 10  # as db/seed.py: prefix + 10-digit serial + check character
 
 
 # --- identifiers -------------------------------------------------------------------------------
@@ -69,34 +69,20 @@ def normalise_phone(value: str) -> str:
     return digits
 
 
-def _seed_check_digit() -> Any:
-    """The demo seeder owns the canonical card rule once it exists; enrolment and seed must agree."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module("db.seed"), "card_check_digit", None)
-    except ImportError:
-        return None
-
-
-def card_check_digit(body: str) -> str:
-    """Luhn check digit over the digits of a card body (letters of the prefix are ignored)."""
-    fn = _seed_check_digit()
-    if fn is not None:
-        return str(fn(body))
-    digits = [int(c) for c in body if c.isdigit()]
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
+def card_check_digit(serial: str) -> str:
+    """ISO 7064 MOD 11-2 check character over the card's serial digits (as db/seed.py issues them): the same
+    system as the resident ID number, so it catches every single wrong digit and every swap of neighbours."""
+    if not serial or not serial.isascii() or not serial.isdigit():
+        raise ValueError(f"card serial must be ASCII digits, got {serial!r}")
+    n = len(serial)
+    total = sum(int(c) * pow(2, n - i, 11) for i, c in enumerate(serial))
+    return "0123456789X"[(12 - total % 11) % 11]
 
 
-def valid_card_no(card_no: str) -> bool:
-    return len(card_no) > 1 and card_check_digit(card_no[:-1]) == card_no[-1]
+def valid_card_no(card_no: str, prefix: str) -> bool:
+    serial = card_no[len(prefix):-1]
+    return (card_no.startswith(prefix) and len(serial) == SERIAL_DIGITS and serial.isdigit()
+            and card_check_digit(serial) == card_no[-1])
 
 
 def next_card_numbers(session: Session, *, prefix: str, count: int = 1) -> list[str]:
@@ -113,8 +99,8 @@ def next_card_numbers(session: Session, *, prefix: str, count: int = 1) -> list[
         start = int(serial) + 1 if serial.isdigit() else 1
     out = []
     for n in range(start, start + count):
-        body = f"{prefix}{n:0{SERIAL_DIGITS}d}"
-        out.append(body + card_check_digit(body))
+        serial = f"{n:0{SERIAL_DIGITS}d}"
+        out.append(prefix + serial + card_check_digit(serial))
     return out
 
 
@@ -122,9 +108,13 @@ def name_initials(name: str) -> str:
     """Pinyin initials for Chinese names ("张三" -> "zs"); Latin names give their word initials."""
     from pypinyin import Style, lazy_pinyin
 
-    letters = lazy_pinyin(name, style=Style.FIRST_LETTER, errors="ignore")
-    joined = "".join(x for x in letters if x).lower()
-    return re.sub(r"[^a-z0-9]", "", joined)[:32]
+    out = []
+    for chunk in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z]+", name):
+        if re.match(r"[A-Za-z]", chunk):
+            out.append(chunk[0])
+        else:
+            out.extend(lazy_pinyin(chunk, style=Style.FIRST_LETTER, errors="ignore"))
+    return "".join(out).lower()[:32]
 
 
 # --- enrolment ---------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def sniff(path: Path) -> str | None:
         return "hl7v2"
     if stripped.startswith("{") or stripped.startswith("["):
         return "fhir" if '"resourceType"' in head else None
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in (".csv", ".tsv"):
         header = set(csv_header(stripped))
         for name, needed in _SYNTHEA_HEADERS.items():
             if needed <= header and path.name.lower() == name:
@@ -98,18 +98,19 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Folders become their data files (a Synthea folder stays whole); other files are kept as given."""
-    out: list[Path] = []
+def expand(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(path, named) pairs: folders become their data files (a Synthea folder stays whole), named=False for
+    files found in a folder, so that licences and logs beside the data can be passed over quietly."""
+    out: list[tuple[Path, bool]] = []
     for p in paths:
         if p.is_dir() and not is_synthea_folder(p):
             for child in sorted(p.iterdir()):
                 if child.is_dir():
-                    out.extend(expand([child]))
+                    out.extend((c, False) for c, _ in expand([child]))
                 elif child.suffix.lower() in DATA_SUFFIXES and not child.name.startswith("."):
-                    out.append(child)
+                    out.append((child, False))
         else:
-            out.append(p)
+            out.append((p, True))
     return out
 
 

@@ -119,7 +119,9 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
 
     if "patients.csv" in members:
         file, text = members["patients.csv"]
-        for line, row in _rows(text, file, "patients.csv", result):
+        rows = list(_rows(text, file, "patients.csv", result))
+        resolver.prefetch(SYSTEM, [r.get("Id", "").strip() for _, r in rows])
+        for line, row in rows:
             try:
                 birth = parse_date(row.get("BIRTHDATE"))
                 passport = (row.get("PASSPORT") or "").strip() or None
