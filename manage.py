@@ -50,9 +50,7 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def cmd_init_db(args: argparse.Namespace) -> int:
     from db.catalogue import ensure_reference_data
-
     from db.migrate import upgrade
-
     from services.questionnaires import ensure_builtin_questionnaires
 
     engine = _engine()
@@ -98,7 +96,6 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 def cmd_prepare_demo(args: argparse.Namespace) -> int:
     """What `make run` does before starting the app: migrate, seed once, fresh demo passwords."""
     from db.seed import seed_demo
-
     from services.demo import reset_demo_users
 
     cmd_init_db(args)

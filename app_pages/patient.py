@@ -7,7 +7,10 @@ from datetime import date
 import streamlit as st
 
 from components import data, patient_header, trend_charts
+from components.care_panels import patient_care_panel
+from components.followup_panels import patient_followup_panel
 from components.navigation import pages_for_role, require
+from components.report_buttons import patient_report_button
 from components.runtime import lang, settings_or_stop, tr
 from db.models import CONSENT_PURPOSES, HISTORY_KINDS, SEXES
 from queries import indicators as ind_q
@@ -18,8 +21,8 @@ from services import patients as svc
 from services.errors import UserError
 
 EDIT_ROLES = frozenset({"nurse", "admin"})
-# Pages of other areas a 360 view links to when the role may open them (they read st.session_state["patient_id"]).
-ACT_KEYS = ("followup", "contact", "interventions", "intervention", "patient_report", "reports")
+# Pages of other areas the 360 view hands the patient to: page key -> the card-number widget key on that page.
+ACT_PAGES = {"interventions": "iv_card", "survey_fill": "fill_card"}
 
 user = require("patient")
 settings = settings_or_stop()
@@ -78,11 +81,14 @@ if st.session_state.get("patient_viewed") != pid:
 
 # show
 patient_header.show(header, role=user.role)
-links = [p for p in pages_for_role(user.role) if p.key in ACT_KEYS]
+links = [p for p in pages_for_role(user.role) if p.key in ACT_PAGES]
 if links:
     cols = st.columns(len(links))
     for col, spec in zip(cols, links, strict=True):
-        col.page_link(spec.path, label=tr(spec.title_key), icon=spec.icon)
+        if col.button(tr(spec.title_key), icon=spec.icon, key=f"act_{spec.key}"):
+            # The target page finds its patient by card number; fill it in before switching.
+            st.session_state[ACT_PAGES[spec.key]] = header.card_no
+            st.switch_page(spec.path)
 
 tab_names = ["timeline", "indicators", "record", "consents"] + (["edit"] if can_edit else [])
 tabs = dict(zip(tab_names, st.tabs([tr(f"patients.tab.{t}") for t in tab_names]), strict=True))
@@ -255,17 +261,7 @@ if can_edit:
                 if exc.key == "patients.err.stale":
                     st.session_state.pop(vkey, None)
 
-# Follow-up tasks, interventions and call recordings (the follow-up area's panel).
-from components.followup_panels import patient_followup_panel  # noqa: E402
-
+# Follow-up tasks, interventions and call recordings; the report PDF; tags, risk, advice and plans.
 patient_followup_panel(pid, user)
-
-# The patient health report PDF (the reports area's button; built and audited on click).
-from components.report_buttons import patient_report_button  # noqa: E402
-
 patient_report_button(header.card_no, user)
-
-# Tags, risk, advice, wellness plan and phase summary (the care area's panel).
-from components.care_panels import patient_care_panel  # noqa: E402
-
 patient_care_panel(pid, user)

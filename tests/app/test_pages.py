@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from components.navigation import PAGES, pages_for_role
-from i18n import t
 from db.models import AuditLog, Department
+from i18n import t
 from services import auth, clock
 from services.auth import LoginPolicy
 from tests.factories import create_patient, create_response, create_task, create_user

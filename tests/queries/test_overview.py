@@ -82,7 +82,8 @@ def test_describe_in_both_languages() -> None:
     f = PeriodFilter(date(2026, 1, 1), date(2026, 6, 30), (1,), ("心内科",))
     assert f.describe("en", 42, "units.patients") == "42 patients, 心内科, 2026-01-01 to 2026-06-30"
     assert f.describe("zh_CN") == "心内科，2026-01-01 至 2026-06-30"
-    assert PeriodFilter(date(2026, 1, 1), date(2026, 1, 31)).describe("en") == "All departments, 2026-01-01 to 2026-01-31"
+    whole = PeriodFilter(date(2026, 1, 1), date(2026, 1, 31))
+    assert whole.describe("en") == "All departments, 2026-01-01 to 2026-01-31"
 
 
 def test_departments_respect_scope(engine: Engine, data: tuple[int, int]) -> None:
