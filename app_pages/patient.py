@@ -68,8 +68,8 @@ with data.read() as conn:
         raise SystemExit
     events = pq.timeline(conn=conn, patient_id=pid)
     series = ind_q.series(conn=conn, patient_id=pid)
-    band_df = ind_q.bands(conn=conn, sex=header.sex)
-    cat = ind_q.catalogue(conn=conn)
+    band_df = ind_q.cached_bands(conn=conn, sex=header.sex)
+    cat = ind_q.cached_catalogue(conn=conn)
     yearly = ind_q.yearly_means(conn=conn, patient_id=pid)
     record = pq.health_record(conn=conn, patient_id=pid)
     consents = pq.consent_history(conn=conn, patient_id=pid)

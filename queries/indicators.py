@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 from db.models import GuidelineBand, Indicator, Observation, Patient, PatientIdentifier
 from queries.sqlfn import month_of
@@ -53,6 +56,49 @@ def bands(*, conn: Connection, sex: str | None = None) -> pd.DataFrame:
     rows = conn.execute(stmt.order_by(Indicator.position, GuidelineBand.low.is_not(None),
                                       GuidelineBand.low)).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=BAND_COLUMNS)
+
+
+# Reference data (catalogue, guideline bands) changes rarely: held per process and engine, dropped whenever this
+# process writes an indicator or band through the ORM, and re-read after REFERENCE_TTL seconds in any case (another
+# process may have changed it).
+REFERENCE_TTL = 60.0
+_reference: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str | None], tuple[float, Any]]] = (
+    weakref.WeakKeyDictionary())
+_reference_lock = threading.Lock()
+
+
+def reference_changed(*_args: Any) -> None:
+    """Forget the cached catalogue and bands of every engine (called on any ORM write to them)."""
+    with _reference_lock:
+        _reference.clear()
+
+
+for _model in (Indicator, GuidelineBand):
+    for _event in ("after_insert", "after_update", "after_delete"):
+        event.listen(_model, _event, reference_changed)
+
+
+def _cached(conn: Connection, key: tuple[str, str | None], load: Any) -> Any:
+    now = time.monotonic()
+    with _reference_lock:
+        hit = _reference.get(conn.engine, {}).get(key)
+    if hit is not None and now - hit[0] < REFERENCE_TTL:
+        return hit[1]
+    value = load()
+    with _reference_lock:
+        _reference.setdefault(conn.engine, {})[key] = (now, value)
+    return value
+
+
+def cached_catalogue(*, conn: Connection) -> list[IndicatorRow]:
+    """catalogue() held per process (reference data); a new list each call, the rows are frozen."""
+    return list(_cached(conn, ("catalogue", None), lambda: catalogue(conn=conn)))
+
+
+def cached_bands(*, conn: Connection, sex: str | None = None) -> pd.DataFrame:
+    """bands() held per process (reference data); a copy each call so callers may change it."""
+    frame: pd.DataFrame = _cached(conn, ("bands", sex), lambda: bands(conn=conn, sex=sex))
+    return frame.copy()
 
 
 def band_of(value: float, indicator_bands: pd.DataFrame) -> tuple[str | None, bool]:

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy.orm import Session
 
@@ -81,6 +82,35 @@ def _rows(text: str, file: str, name: str, result: ImportResult) -> Iterator[tup
         yield i, row
 
 
+def _lists(text: str, file: str, name: str, result: ImportResult,
+           columns: dict[str, int]) -> Iterator[tuple[int, list[str | None]]]:
+    """_rows() as lists (no dict per row) for the big files; `columns` is filled with column -> index.
+
+    Same rules as csv.DictReader: the first line is the header, blank lines are skipped, a short line is padded
+    with None, a long one rejected.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] = next(reader, [])
+    columns.update({c: i for i, c in enumerate(header)})
+    missing = [c for c in _REQUIRED.get(name, ()) if c not in columns]
+    if missing:
+        reject(result, file, "line 1", RowError("import.err.missing_columns", columns=", ".join(missing)))
+        return
+    width = len(header)
+    i = 1
+    for row in reader:
+        if not row:
+            continue
+        i += 1
+        if len(row) > width:
+            reject(result, file, f"line {i}", RowError("import.err.bad_row"))
+            continue
+        if len(row) < width:
+            yield i, [*row, *([None] * (width - len(row)))]
+        else:
+            yield i, cast(list[str | None], row)
+
+
 def _is_child(birth: date | None, at: datetime) -> bool:
     return birth is not None and (at.date() - birth).days < 18 * 365
 
@@ -121,6 +151,7 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
         file, text = members["patients.csv"]
         rows = list(_rows(text, file, "patients.csv", result))
         resolver.prefetch(SYSTEM, [r.get("Id", "").strip() for _, r in rows])
+        exts: list[ExternalPatient] = []
         for line, row in rows:
             try:
                 birth = parse_date(row.get("BIRTHDATE"))
@@ -136,10 +167,11 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
                 )
                 if not ext.value:
                     raise RowError("import.err.missing_id")
-                resolver.resolve(ext)
+                exts.append(ext)
                 births[ext.value] = birth
             except RowError as err:
                 reject(result, file, f"line {line}", err)
+        resolver.resolve_many(exts)
 
     if "encounters.csv" in members:
         file, text = members["encounters.csv"]
@@ -159,18 +191,24 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
 
     if "observations.csv" in members:
         file, text = members["observations.csv"]
-        for line, row in _rows(text, file, "observations.csv", result):
-            code = (row.get("CODE") or "").strip()
-            if code not in cat.by_loinc:
+        col: dict[str, int] = {}
+        tracked = cat.by_loinc
+        for line, vals in _lists(text, file, "observations.csv", result, col):
+            c_code, c_patient, c_date, c_value, c_units = (col["CODE"], col["PATIENT"], col["DATE"], col["VALUE"],
+                                                           col["UNITS"])
+            c_enc = col.get("ENCOUNTER")
+            code = (vals[c_code] or "").strip()
+            if code not in tracked:
                 continue  # a test the catalogue does not track (pain score, QALY, ...): not an error
             try:
-                pref = row["PATIENT"].strip()
+                pref = cast(str, vals[c_patient]).strip()
                 pid = patient_id(pref)
-                at = parse_datetime(row["DATE"])
-                enc = (row.get("ENCOUNTER") or "").strip() or None
+                raw_date = vals[c_date]
+                at = parse_datetime(raw_date)
+                enc = ((vals[c_enc] if c_enc is not None else None) or "").strip() or None
                 obs = observation_row(
-                    cat, key=code, raw_value=row.get("VALUE", ""), unit=row.get("UNITS"), patient_id=pid,
-                    observed_at=at, source=SOURCE, source_ref=f"{enc or pref}|{row['DATE'].strip()}|{code}",
+                    cat, key=code, raw_value=vals[c_value], unit=vals[c_units], patient_id=pid,
+                    observed_at=at, source=SOURCE, source_ref=f"{enc or pref}|{cast(str, raw_date).strip()}|{code}",
                     encounter_ref=enc, loinc=code, child=_is_child(births.get(pref), at),
                 )
                 if obs is not None:

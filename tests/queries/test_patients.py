@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import FollowupRecord, Intervention, Message, Patient
@@ -136,3 +137,21 @@ def test_exports_stream_rows(session: Session) -> None:
     assert rows[0][0] == p.card_no and rows[0][4] == "13800138000"
     obs = [r for batch in iq.export_observations(conn=conn) for r in batch]
     assert obs[0][0] == p.card_no and obs[0][2] == "FPG" and obs[0][4] == 5.5
+
+
+def test_reference_data_is_cached_and_dropped_on_change(session: Session) -> None:
+    from db.models import GuidelineBand, Indicator
+
+    conn = session.connection()
+    iq.reference_changed()
+    first = iq.cached_bands(conn=conn, sex="M")
+    assert first.equals(iq.bands(conn=conn, sex="M"))
+    assert [r.code for r in iq.cached_catalogue(conn=conn)] == [r.code for r in iq.catalogue(conn=conn)]
+    sbp = session.scalars(select(Indicator).where(Indicator.code == "SBP")).one()
+    session.add(GuidelineBand(indicator_id=sbp.id, band="test-band", sex="M", low=300.0, high=None, abnormal=True,
+                              source="test", version="1"))
+    session.flush()  # an ORM write to a band forgets the cached ones
+    assert "test-band" in set(iq.cached_bands(conn=conn, sex="M")["band"])
+    got = iq.cached_bands(conn=conn, sex="M")
+    got["band"] = "changed"
+    assert "changed" not in set(iq.cached_bands(conn=conn, sex="M")["band"])  # callers get a copy

@@ -314,3 +314,32 @@ def test_cli_import_and_export(sqlite_engine: Engine, monkeypatch: pytest.Monkey
     with Session(sqlite_engine) as s:
         actions = s.scalars(select(AuditLog.action)).all()
     assert actions.count("export") == 2 and actions.count("import") == 1
+
+
+def test_synthea_reimport_updates_changed_values_only(session: Session, tmp_path: Path) -> None:
+    folder = tmp_path / "synthea"
+    shutil.copytree(FIX / "synthea", folder)
+    first = run_import(session, [folder])
+    obs = folder / "observations.csv"
+    text = obs.read_text(encoding="utf-8")
+    # a corrected result, a new one with a tab and a backslash in its encounter reference, a duplicate patient row
+    obs.write_text(text.replace("Glucose,126.0,mg/dL", "Glucose,7.5,mmol/L").replace(
+        "2021-06-01T01:00:00Z,p-2,e-3,vital-signs,8302-2,Body Height,110.0,cm,numeric",
+        "2021-06-01T01:00:00Z,p-2,e-3,vital-signs,8302-2,Body Height,110.0,cm,numeric\n"
+        '2021-07-01T01:00:00Z,p-2,"e\t4\\\\x",vital-signs,8302-2,Body Height,111.0,cm,numeric'), encoding="utf-8")
+    pats = folder / "patients.csv"
+    lines = pats.read_text(encoding="utf-8").splitlines()
+    pats.write_text("\n".join([*lines, lines[1].replace("p-1,", "p-1b,", 1)]) + "\n", encoding="utf-8")
+    again = run_import(session, [folder])
+    assert not {r.reason_key for r in again.rejected} - {r.reason_key for r in first.rejected}
+    # the new observation and p-1b (matched to p-1 by the duplicate rules) are new and changed; nothing else
+    assert (again.imported, again.updated) == (1, 2)
+    li = session.scalars(select(Patient).join(PatientIdentifier).where(PatientIdentifier.value == "p-1")).one()
+    twin = session.scalars(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == "p-1b")).one()
+    assert twin == li.id
+    glucose = _obs(session, "FPG", patient_id=li.id)
+    assert [(g.value, g.original_value, g.original_unit) for g in glucose] == [(7.5, "7.5", "mmol/L")]
+    heights = session.scalars(select(Observation.source_ref).where(Observation.source_ref.like("e\t4%"))).all()
+    assert heights == ["e\t4\\\\x|2021-07-01T01:00:00Z|8302-2"]
+    third = run_import(session, [folder])
+    assert (third.imported, third.updated) == (0, 0) and third.skipped > 0
