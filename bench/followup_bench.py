@@ -35,7 +35,7 @@ from db.engine import make_engine, transaction  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from queries import followup as q  # noqa: E402
 from queries.filters import PeriodFilter, scope_for  # noqa: E402
-from services import followup  # noqa: E402
+from services import followup, followup_rollup  # noqa: E402
 from services.auth import CurrentUser  # noqa: E402
 from services.followup import ContactInput, PlanSpec, StepSpec  # noqa: E402
 from tests.support.pgserver import start_postgres  # noqa: E402
@@ -144,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         result["load_seconds"] = _load(engine, args.patients)
         result["load_total_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()  # the bulk load bypassed the services: fold it into the completion rollup
+        with transaction(engine) as s:
+            result["rollup_rows"] = followup_rollup.rebuild(s)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("ANALYZE followup_daily, followup_daily_department"))
+        result["rollup_rebuild_seconds"] = time.perf_counter() - t
         with engine.connect() as conn:
             counts = {name: conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
                       for name in ("patients", "followup_tasks", "followup_records", "patient_tags")}
@@ -182,12 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         # completion dashboard: 12 months by department (the KPI row and the grouped table)
         cf = q.CompletionFilter(PeriodFilter(AS_OF - timedelta(days=365), AS_OF), today=AS_OF)
         scope = scope_for(role="manager", department_id=None)
-        t = time.perf_counter()
-        with engine.connect() as conn:  # what the page runs: the grouped table, its total added up in Python
-            q.total_of(q.completion_by(conn=conn, f=cf, scope=scope, by="department"))
-        cold = time.perf_counter() - t
-        warm = []
-        for _ in range(5):
+        colds, warm = [], []
+        for _ in range(args.runs):
+            engine.dispose()  # cold: a new server connection (nothing prepared or cached in the backend)
+            t = time.perf_counter()
+            with engine.connect() as conn:  # what the page runs: the grouped table, its total added up in Python
+                q.total_of(q.completion_by(conn=conn, f=cf, scope=scope, by="department"))
+            colds.append(time.perf_counter() - t)
+        cold = colds[0]
+        for _ in range(args.runs):
             t = time.perf_counter()
             with engine.connect() as conn:
                 q.total_of(q.completion_by(conn=conn, f=cf, scope=scope, by="department"))
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(1000):
             cache.get((scope.key, cf, "department"))
         cached = (time.perf_counter() - t) / 1000
-        result["dashboard_ms"] = {"cold": cold * 1000, "warm_db_p50": statistics.median(warm) * 1000,
+        result["dashboard_ms"] = {"cold": cold * 1000, "cold_p95": _p(colds, 95), "warm_p95": _p(warm, 95),
+                                  "warm_db_p50": statistics.median(warm) * 1000,
                                   "cached": cached * 1000}
 
         # run-automation: a first day to catch up, then the measured day
@@ -221,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     w, c, d, a = result["worklist_ms"], result["log_contact_ms"], result["dashboard_ms"], result["automation"]
     print(f"{'worklist, one nurse':40s} p50 {w['p50']:8.1f} ms  p95 {w['p95']:8.1f} ms   target p95 < 100 ms")
     print(f"{'log a contact (commit incl.)':40s} p50 {c['p50']:8.1f} ms  p95 {c['p95']:8.1f} ms   target < 100 ms")
-    print(f"{'dashboard 12 months by department':40s} cold {d['cold']:7.1f} ms  warm(db) {d['warm_db_p50']:7.1f} ms  "
-          f"cached {d['cached']:.4f} ms   targets 300 / 30 ms")
+    print(f"{'dashboard 12 months by department':40s} cold p95 {d['cold_p95']:7.1f} ms  "
+          f"warm p95 {d['warm_p95']:7.1f} ms  cached {d['cached']:.4f} ms   targets 300 / 30 ms")
     print(f"{'run-automation, one day':40s} {a['day_s']:8.1f} s (opened {sum(a['day_opened'].values()):,}); "
           f"first day {a['first_day_s']:.1f} s (opened {a['first_day_opened']:,}); re-run {a['rerun_s']:.1f} s "
           f"(opened {a['rerun_opened']})   target < 120 s")

@@ -734,3 +734,118 @@ class NpsRollupState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     max_response_id: Mapped[int] = mapped_column(BigId, default=0)
     rebuilt_at: Mapped[datetime | None]
+
+
+# --- follow-up completion rollup (migration 0500_followup) -----------------------------------------
+
+
+class FollowupDaily(Base):
+    """Completion counts per due date x department x nurse x plan x kind (the dashboard's groupings), so a 12-month
+    completion dashboard reads thousands of rows, not millions.
+
+    department_id/assignee_id/plan_id 0 stand for "none". on_time_k counts tasks done at most k days after their due
+    date (k = 0..30, the dashboard's whole grace range, stays exact); pending is the open tasks (overdue is derived
+    at read time from due_date). Maintained by services/followup_rollup.py; tasks with id > the watermark are read
+    live.
+    """
+
+    __tablename__ = "followup_daily"
+
+    due_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignee_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    due: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_0: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_1: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_2: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_3: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_4: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_5: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_6: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_7: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_8: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_9: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_10: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_11: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_12: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_13: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_14: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_15: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_16: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_17: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_18: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_19: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_20: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_21: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_22: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_23: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_24: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_25: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_26: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_27: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_28: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_29: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_30: Mapped[int] = mapped_column(Integer, default=0)
+    attempted: Mapped[int] = mapped_column(Integer, default=0)
+    reached: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FollowupDailyDepartment(Base):
+    """followup_daily summed over nurse, plan and kind: what the by-department and by-month views (and the KPI
+    row) read, a few thousand rows a year whatever the number of nurses. Recounted with followup_daily."""
+
+    __tablename__ = "followup_daily_department"
+
+    due_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    due: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_0: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_1: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_2: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_3: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_4: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_5: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_6: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_7: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_8: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_9: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_10: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_11: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_12: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_13: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_14: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_15: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_16: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_17: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_18: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_19: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_20: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_21: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_22: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_23: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_24: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_25: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_26: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_27: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_28: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_29: Mapped[int] = mapped_column(Integer, default=0)
+    on_time_30: Mapped[int] = mapped_column(Integer, default=0)
+    attempted: Mapped[int] = mapped_column(Integer, default=0)
+    reached: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FollowupRollupState(Base):
+    """One row: every follow-up task with id <= max_task_id is counted in followup_daily; later ids are not."""
+
+    __tablename__ = "followup_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_task_id: Mapped[int] = mapped_column(BigId, default=0)
+    rebuilt_at: Mapped[datetime | None]
+
+
+Index("ix_followup_tasks_due", FollowupTask.due_date)

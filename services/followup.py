@@ -46,7 +46,7 @@ from db.models import (
     SurveyResponse,
     User,
 )
-from services import audit
+from services import audit, followup_rollup
 from services.auth import CurrentUser
 from services.errors import UserError
 
@@ -353,6 +353,7 @@ def run_automation(session: Session, *, as_of: date, lookback_days: int = 7, now
         opened = sum(_open_step(session, plan, step, as_of=as_of, ws=ws, we=we, now=now) for step in steps)
         result.opened[plan.code] = result.opened.get(plan.code, 0) + opened
     result.overdue = count_overdue(session, as_of=as_of)
+    followup_rollup.refresh(session)  # fold the tasks just opened into the completion rollup
     result.seconds = _time.perf_counter() - started
     audit.record(session, action="run_automation", entity="followup_task",
                  detail={"as_of": as_of.isoformat(), "opened": result.opened, "overdue": result.overdue},
@@ -467,10 +468,12 @@ def log_contact(session: Session, *, task_id: int, expected_version: int, contac
 
 def _patient_deceased(session: Session, task: FollowupTask, user: CurrentUser, now: datetime) -> None:
     """No more calls to a deceased patient's family: close the other open tasks and stop new ones."""
-    session.execute(update(FollowupTask).where(
-        FollowupTask.patient_id == task.patient_id, FollowupTask.status == "pending", FollowupTask.id != task.id,
-    ).values(status="cancelled", completed_at=now, version=FollowupTask.version + 1)
-        .execution_options(synchronize_session=False))
+    others = (FollowupTask.patient_id == task.patient_id, FollowupTask.status == "pending", FollowupTask.id != task.id)
+    days = set(session.scalars(select(FollowupTask.due_date).where(*others).distinct()))
+    session.execute(update(FollowupTask).where(*others)
+                    .values(status="cancelled", completed_at=now, version=FollowupTask.version + 1)
+                    .execution_options(synchronize_session=False))
+    followup_rollup.recount_days(session.connection(), days)  # a set-based update: no ORM event recounts it
     patient = session.get(Patient, task.patient_id)
     if patient is not None and patient.status != "deceased":
         patient.status = "deceased"
