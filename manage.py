@@ -63,12 +63,13 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 
 def _rebuild_nps_rollup(engine: Engine) -> None:
-    """Bulk loads bypass the survey service: fold their responses into the NPS rollup (dashboards stay exact
-    without it, but read the raw table until then)."""
-    from services import nps_rollup
+    """Bulk loads bypass the services: fold their survey responses and follow-up tasks into the dashboard
+    rollups (dashboards stay exact without it, but read the raw tables until then)."""
+    from services import followup_rollup, nps_rollup
 
     with transaction(engine) as s:
         nps_rollup.rebuild(s)
+        followup_rollup.rebuild(s)
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
