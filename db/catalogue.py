@@ -1,4 +1,4 @@
-"""Reference data as data: indicator catalogue, guideline bands, departments and the built-in questionnaire."""
+"""Reference data as data: indicator catalogue, guideline bands, departments, the built-in questionnaire."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ CATALOGUE_VERSION = "2026.1"
 # Reference intervals are typical adult Chinese laboratory intervals (the WS/T 404 series where one exists);
 # a site should replace them with its own laboratory's. Plausible ranges are not clinical: they reject
 # input that cannot be a human measurement (a typo, a wrong unit) before it reaches a chart.
-REFERENCE_SOURCE = "Typical adult laboratory reference intervals (WS/T 404 series); confirm with the site laboratory"
+REFERENCE_SOURCE = (
+    "Typical adult laboratory reference intervals (WS/T 404 series); confirm with the site laboratory"
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ GUIDELINES: tuple[Guideline, ...] = (
         " in adults (2016)",
         "2016",
         {
-            # The guideline's words: 理想 ideal, 合适 appropriate, 边缘升高 borderline high, 升高 high, 降低 low.
+            # The guideline's words: 理想 ideal, 合适 appropriate, 边缘升高 borderline high,
+            # 升高 high, 降低 low.
             "TC": (
                 BandDef("appropriate", None, 5.2, False),
                 BandDef("borderline_high", 5.2, 6.2, True),
@@ -288,11 +291,15 @@ SATISFACTION = QuestionnaireDef(
                 "Did the staff explain your condition, tests and medicines clearly?", False, _LIKERT_5, [5]),
         ItemDef("overall", "scale_0_10", "您对本次就医的总体评分（0-10分）",
                 "Your overall rating of this visit (0-10)", False, _SCALE_0_10, [9, 10]),
-        ItemDef("comment", "text", "您还有什么意见或建议？", "Any comments or suggestions?", False, None, None),
+        ItemDef("comment", "text", "您还有什么意见或建议？", "Any comments or suggestions?",
+                False, None, None),
     ),
 )
 
 QUESTIONNAIRES: tuple[QuestionnaireDef, ...] = (SATISFACTION,)
+# A fixed creation time keeps the built-in template rows identical on every database (and the demo
+# deterministic); callers that create it for real pass `now`.
+BUILTIN_CREATED_AT = datetime(2020, 1, 1)
 
 
 def _indicator_values(d: IndicatorDef) -> dict[str, Any]:
@@ -343,7 +350,9 @@ def ensure_catalogue(session: Session) -> None:
              for b, g in bands.get(d.code, [])),
             key=repr,
         )
-        current_rows = list(session.scalars(select(GuidelineBand).where(GuidelineBand.indicator_id == ind.id)))
+        current_rows = list(
+            session.scalars(select(GuidelineBand).where(GuidelineBand.indicator_id == ind.id))
+        )
         current = sorted(
             (_band_key(r.band, r.sex, r.low, r.high, r.abnormal, r.source, r.version) for r in current_rows),
             key=repr,
@@ -364,19 +373,21 @@ def ensure_departments(session: Session) -> None:
     have = set(session.scalars(select(Department.code)))
     for d in DEPARTMENTS:
         if d.code not in have:
-            session.add(Department(code=d.code, name_zh=d.name_zh, name_en=d.name_en, kind=d.kind, active=True))
+            session.add(
+                Department(code=d.code, name_zh=d.name_zh, name_en=d.name_en, kind=d.kind, active=True)
+            )
     session.flush()
 
 
 def ensure_questionnaires(session: Session, *, now: datetime | None = None) -> None:
-    """Create each built-in questionnaire once; a template in use is never edited, so an existing one is kept."""
-    have = set(session.execute(select(Questionnaire.code, Questionnaire.version)).tuples())
+    """Create each built-in questionnaire once; an existing one is never edited (it may be in use)."""
+    have = {(c, v) for c, v in session.execute(select(Questionnaire.code, Questionnaire.version))}
     for q in QUESTIONNAIRES:
         if (q.code, q.version) in have:
             continue
         row = Questionnaire(code=q.code, version=q.version, kind=q.kind, title_zh=q.title_zh,
                             title_en=q.title_en, status="active", score_rule=q.score_rule,
-                            created_at=now or datetime(2020, 1, 1))
+                            created_at=now or BUILTIN_CREATED_AT)
         session.add(row)
         session.flush()
         for pos, it in enumerate(q.items, start=1):
