@@ -35,8 +35,10 @@ typecheck: install-dev
 test: install-dev lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# One benchmark at a time (each starts its own PostgreSQL); the README lists all of them. N patients.
+N ?= 100000
 bench: install-dev
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.seed_bench $(N)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

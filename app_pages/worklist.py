@@ -53,6 +53,9 @@ else:
         method=tasks["method"].map(lambda m: tr(f"method.{m}")),
         kind=tasks["kind"].map(lambda k: tr(f"task_kind.{k}")),
         sex=tasks["sex"].map(lambda s: tr(f"sex.{s}")),
+        # No risk assessment or no plan yet reads as a dash, not "None".
+        risk=tasks["risk"].fillna("—"),
+        plan=tasks["plan"].fillna("—"),
     ).rename(columns=labels)
     st.dataframe(shown, hide_index=True, width="stretch")
     options = {int(i): f"#{i} · {due} · {name} ({card})" for i, due, name, card in
