@@ -254,7 +254,8 @@ def test_manager_signs_in_and_sees_overview_in_both_languages(
 
     _switch_language(page, "en")  # signed in: the same session, now in English
     _expect_overview(page, server, "en")
-    _screenshot(page, "screenshot-overview.png")
+    shot = _screenshot(page, "screenshot-overview.png")
+    assert shot.stat().st_size > 10_000  # a real picture of the page, used in the README
 
 
 def test_cookie_relogs_in_until_sign_out_revokes_it(

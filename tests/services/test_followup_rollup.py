@@ -157,6 +157,9 @@ def test_deceased_outcome_cancels_the_other_tasks_in_the_rollup(session: Session
     svc.log_contact(session, task_id=first.id, expected_version=first.version, user=as_current(nurse),
                     contact=ContactInput("phone", "deceased", "done"), now=day(date(2026, 4, 2)))
     session.expire_all()
+    open_left = session.scalars(select(FollowupTask.id).where(FollowupTask.patient_id == patient.id,
+                                                              FollowupTask.status == "pending")).all()
+    assert open_left == []
     _check(session)
 
 
