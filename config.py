@@ -99,6 +99,18 @@ def load_settings(
             value = None if raw is None else str(raw)
         return default if value is None else value
 
+    def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+        raw = pick(name)
+        if raw is None or raw.strip() == "":
+            return kind(default)
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise ConfigError(f"CARELOOP_{name.upper()} must be a positive {kind.__name__}, not {raw!r}.")
+        return value
+
     demo = _truthy(pick("demo", "0"))
     cookie_key = pick("cookie_key", "") or ""
     if cookie_key in PLACEHOLDER_KEYS or len(cookie_key) < MIN_KEY_LENGTH:
@@ -115,19 +127,19 @@ def load_settings(
         database_url=pick("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
         demo=demo,
         cookie_key=cookie_key,
-        session_hours=float(pick("session_hours", "12") or 12),
-        max_failed_logins=int(pick("max_failed_logins", "5") or 5),
-        lockout_minutes=int(pick("lockout_minutes", "15") or 15),
+        session_hours=number("session_hours", 12, float),
+        max_failed_logins=number("max_failed_logins", 5, int),
+        lockout_minutes=number("lockout_minutes", 15, int),
         timezone=pick("timezone", "Asia/Shanghai") or "Asia/Shanghai",
         card_prefix=pick("card_prefix", "CL") or "CL",
         institution_name=pick("institution_name", "Careloop") or "Careloop",
         logo_path=pick("logo_path") or None,
         recordings_dir=pick("recordings_dir", str(ROOT / "data" / "recordings")) or str(ROOT / "data" / "recordings"),
-        recording_max_mb=float(pick("recording_max_mb", "50") or 50),
+        recording_max_mb=number("recording_max_mb", 50, float),
         recordings_in_db=_truthy(pick("recordings_in_db", "0")),
-        followup_max_failed_attempts=int(pick("followup_max_failed_attempts", "3") or 3),
+        followup_max_failed_attempts=number("followup_max_failed_attempts", 3, int),
         smtp_host=pick("smtp_host", "") or "",
-        smtp_port=int(pick("smtp_port", "25") or 25),
+        smtp_port=number("smtp_port", 25, int),
         smtp_user=pick("smtp_user", "") or "",
         smtp_password=pick("smtp_password", "") or "",
         smtp_from=pick("smtp_from", "careloop@localhost") or "careloop@localhost",
@@ -136,6 +148,6 @@ def load_settings(
         sms_token=pick("sms_token", "") or "",
         wechat_url=pick("wechat_url", "") or "",
         wechat_token=pick("wechat_token", "") or "",
-        gateway_timeout_s=float(pick("gateway_timeout_s", "10") or 10),
+        gateway_timeout_s=number("gateway_timeout_s", 10, float),
         outbox_dir=pick("outbox_dir", str(ROOT / "data" / "outbox")) or str(ROOT / "data" / "outbox"),
     )

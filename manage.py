@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
 
 import i18n
-from config import database_url
+from config import ConfigError, database_url
 from db.engine import make_engine, transaction
 from db.models import ROLES, Patient
 from services import clock
@@ -470,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot reach the database at {_safe_url()}: {exc.orig}", file=sys.stderr)
         print("set CARELOOP_DATABASE_URL, or run `python manage.py init-db` first", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"configuration: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,3 +33,10 @@ def test_secrets_file_and_environment(tmp_path: Path) -> None:
     assert (s.cookie_key, s.lockout_minutes, s.database_url, s.demo) == (GOOD_KEY, 30, DEFAULT_DATABASE_URL, False)
     s = load_settings({"CARELOOP_LOCKOUT_MINUTES": "5", "CARELOOP_DATABASE_URL": "sqlite:///x.db"}, secrets)
     assert (s.lockout_minutes, s.database_url) == (5, "sqlite:///x.db")
+
+
+@pytest.mark.parametrize(("name", "value"), [("LOCKOUT_MINUTES", "abc"), ("SMTP_PORT", "-1"), ("SESSION_HOURS", "0")])
+def test_bad_numbers_stop_start_up_with_a_clear_message(name: str, value: str, tmp_path: Path) -> None:
+    env = {"CARELOOP_COOKIE_KEY": GOOD_KEY, f"CARELOOP_{name}": value}
+    with pytest.raises(ConfigError, match=f"CARELOOP_{name} must be a positive"):
+        load_settings(env, tmp_path / "none.toml")
