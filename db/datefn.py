@@ -1,10 +1,10 @@
-"""Portable date arithmetic in SQL (SQLite and PostgreSQL spell it differently), for set-based follow-up work."""
+"""Portable date and time expressions in SQL: the few that SQLite and PostgreSQL spell differently."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Date, Integer, String
+from sqlalchemy import Date, Float, Integer, SQLColumnExpression, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -80,3 +80,43 @@ def _date_text_sqlite(element: date_text, compiler: Any, **kw: Any) -> str:
 @compiles(date_text, "postgresql")
 def _date_text_pg(element: date_text, compiler: Any, **kw: Any) -> str:
     return "to_char(" + str(compiler.process(element.clauses, **kw)) + ", 'YYYY-MM-DD')"
+
+
+class month_key(FunctionElement[str]):
+    """'YYYY-MM' of a timestamp or date column."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(month_key, "sqlite")
+def _month_sqlite(element: month_key, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m', " + str(compiler.process(element.clauses, **kw)) + ")"
+
+
+@compiles(month_key, "postgresql")
+def _month_pg(element: month_key, compiler: Any, **kw: Any) -> str:
+    return "to_char(" + str(compiler.process(element.clauses, **kw)) + ", 'YYYY-MM')"
+
+
+def month_of(col: SQLColumnExpression[Any]) -> month_key:
+    return month_key(col)
+
+
+class seconds_between(FunctionElement[float]):
+    """seconds_between(later, earlier) as a float."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between, "sqlite")
+def _secs_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return f"((julianday({compiler.process(a, **kw)}) - julianday({compiler.process(b, **kw)})) * 86400.0)"
+
+
+@compiles(seconds_between, "postgresql")
+def _secs_pg(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    a, b = list(element.clauses)
+    return f"EXTRACT(EPOCH FROM ({compiler.process(a, **kw)} - {compiler.process(b, **kw)}))"

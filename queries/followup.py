@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from db.datefn import days_between
+from db.datefn import days_between, month_of
 from db.models import (
     Department,
     FollowupDaily,
@@ -48,7 +48,6 @@ from db.models import (
     User,
 )
 from queries.filters import DataScope, PeriodFilter, department_clause
-from queries.sqlfn import month_of
 
 RISK_RANK = {"very_high": 4, "high": 3, "moderate": 2, "medium": 2, "low": 1}
 BUCKETS = ("all", "overdue", "today", "upcoming")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, event, func, select
 
+from db.datefn import month_of
 from db.models import GuidelineBand, Indicator, Observation, Patient, PatientIdentifier
-from queries.sqlfn import month_of
 
 SERIES_COLUMNS = ["indicator_id", "code", "observed_at", "value", "status", "source", "original_value",
                   "original_unit"]

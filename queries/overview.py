@@ -8,10 +8,10 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 from sqlalchemy import Connection, Label, and_, case, func, select
 
+from db.datefn import month_of
 from db.models import Department, FollowupTask, Patient, SurveyResponse
 from queries.filters import DataScope, PeriodFilter, department_clause
 from queries.metrics import PASSIVE_MIN, PROMOTER_MIN, NpsResult, nps
-from queries.sqlfn import month_of
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Float,
     Label,
     Select,
     and_,
@@ -21,9 +20,8 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import FunctionElement
 
+from db.datefn import month_of, seconds_between
 from db.models import (
     Department,
     NpsDaily,
@@ -39,7 +37,6 @@ from db.models import (
 from i18n import t
 from queries.filters import DataScope, PeriodFilter, department_clause
 from queries.metrics import PASSIVE_MIN, PROMOTER_MIN, NpsResult, nps
-from queries.sqlfn import month_of
 
 GroupBy = Literal["month", "quarter", "department", "doctor", "channel"]
 GROUPS: tuple[GroupBy, ...] = ("month", "quarter", "department", "doctor", "channel")
@@ -387,25 +384,6 @@ def drill_down(
 
 
 # --- service recovery --------------------------------------------------------------------------------------
-
-
-class seconds_between(FunctionElement[float]):
-    """seconds_between(later, earlier) as a float on SQLite and PostgreSQL."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(seconds_between, "sqlite")
-def _secs_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    a, b = list(element.clauses)
-    return f"((julianday({compiler.process(a, **kw)}) - julianday({compiler.process(b, **kw)})) * 86400.0)"
-
-
-@compiles(seconds_between, "postgresql")
-def _secs_pg(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    a, b = list(element.clauses)
-    return f"EXTRACT(EPOCH FROM ({compiler.process(a, **kw)} - {compiler.process(b, **kw)}))"
 
 
 @dataclass(frozen=True)
