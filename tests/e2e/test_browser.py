@@ -124,6 +124,14 @@ def _settled(page: Page) -> None:
     page.wait_for_selector(READY, timeout=TIMEOUT_MS)
 
 
+def _wait_heading(page: Page, key: str, lang: str) -> None:
+    """Wait for a page title. During a rerun Streamlit briefly keeps the stale element beside the new one, so two
+    identical headings can exist for a moment: wait for the run to end, then take the first."""
+    _settled(page)
+    page.get_by_role("heading", name=t(key, lang), exact=True).first.wait_for()
+    _settled(page)
+
+
 def _no_exception(page: Page, server: StreamlitServer) -> None:
     shown = page.locator('[data-testid="stException"]')
     assert shown.count() == 0, f"the app shows an exception: {shown.first.inner_text()}\n{server.log()}"
@@ -203,7 +211,7 @@ def _number(text: str) -> float:
 
 def _expect_overview(page: Page, server: StreamlitServer, lang: str) -> None:
     """The Overview with its five KPI cards filled from the demo data and the NPS chart drawn."""
-    page.get_by_role("heading", name=t("overview.title", lang), exact=True).wait_for()
+    _wait_heading(page, "overview.title", lang)
     chart = page.locator('[data-testid="stVegaLiteChart"]').first
     chart.wait_for()
     # vega-embed has drawn the line and its points (SVG or canvas, depending on the renderer).
@@ -298,13 +306,13 @@ def test_nurse_lands_on_worklist_and_cannot_open_users_by_url(
     lang = i18n.DEFAULT_LANGUAGE
     page = context.new_page()
     _login(page, server, "nurse", lang)
-    page.get_by_role("heading", name=t("worklist.title", lang), exact=True).wait_for()
+    _wait_heading(page, "worklist.title", lang)
     _no_exception(page, server)
     _wait_for_cookie(context, page)  # so the new session opened by the URL is the nurse's, not anonymous
 
     _open(page, server, "users")
     _logout_button(page, lang).wait_for()  # still signed in as the nurse, on her own landing page...
-    page.get_by_role("heading", name=t("worklist.title", lang), exact=True).wait_for()
+    _wait_heading(page, "worklist.title", lang)
     _settled(page)
     assert page.get_by_role("heading", name=t("users.title", lang), exact=True).count() == 0  # ...without Users
     assert page.get_by_text(t("users.create", lang)).count() == 0
@@ -317,7 +325,7 @@ def test_nurse_lands_on_worklist_and_cannot_open_users_by_url(
         _login(admin, server, "admin", lang)
         _wait_for_cookie(admin_ctx, admin)
         _open(admin, server, "users")
-        admin.get_by_role("heading", name=t("users.title", lang), exact=True).wait_for()
+        _wait_heading(admin, "users.title", lang)
         _no_exception(admin, server)
     finally:
         admin_ctx.close()
