@@ -391,6 +391,40 @@ def cmd_report(args: argparse.Namespace) -> int:
                           out=args.out, lang=lang)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """`backup FILE`: the whole database as a portable archive (restores on SQLite or PostgreSQL)."""
+    from pathlib import Path
+
+    from services.backup import backup
+
+    try:
+        summary = backup(_engine(), Path(args.file), now=clock.now(), actor="manage.py",
+                         progress=_progress("backup"))
+    except UserError as exc:
+        print(i18n.t(exc.key, LANG, **exc.params), file=sys.stderr)
+        return 2 if exc.key in ("backup.out_is_dir", "backup.no_folder") else 1
+    print(i18n.t("backup.done_backup", LANG, path=args.file, rows=f"{summary.total_rows:,}",
+                 tables=len(summary.rows), revisions=", ".join(summary.revisions)))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """`restore FILE [--replace]`: replace the whole database with a backup, all or nothing."""
+    from pathlib import Path
+
+    from services.backup import restore
+
+    try:
+        summary = restore(_engine(), Path(args.file), replace=args.replace, now=clock.now(), actor="manage.py",
+                          progress=_progress("restore"))
+    except UserError as exc:
+        print(i18n.t(exc.key, LANG, **exc.params), file=sys.stderr)
+        return 2 if exc.key in ("backup.no_file", "backup.target_not_empty") else 1
+    print(i18n.t("backup.done_restore", LANG, path=args.file, created_at=summary.created_at,
+                 rows=f"{summary.total_rows:,}", tables=len(summary.rows)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="manage.py", description="Careloop operations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -459,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     rq.add_argument("--out", required=True, help="PDF file to write")
     rq.add_argument("--lang", choices=("zh", "en"), default="zh")
     rq.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("backup", help="whole-database backup to a portable archive (SQLite or PostgreSQL)")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="replace the whole database with a backup, all or nothing")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--replace", action="store_true", help="overwrite a database that already holds data")
+    p.set_defaults(func=cmd_restore)
     return parser
 
 
