@@ -64,7 +64,7 @@ PAGES: tuple[PageSpec, ...] = (
              frozenset({"admin"}), "nav.section.admin"),
     PageSpec("advice", "app_pages/advice.py", "nav.advice", ":material/tips_and_updates:",
              frozenset({"admin"}), "nav.section.admin"),
-    PageSpec("reports", "app_pages/reports.py", "nav.reports", ":material/summarize:",
+    PageSpec("reports", "app_pages/report_center.py", "nav.reports", ":material/summarize:",
              frozenset({"quality", "manager", "admin"}), "nav.section.main"),
     PageSpec("outbox", "app_pages/outbox.py", "nav.outbox", ":material/outbox:",
              frozenset({"admin", "nurse"}), "nav.section.messaging"),

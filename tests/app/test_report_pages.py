@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 import streamlit as st
@@ -64,7 +65,7 @@ def _labels(at: AppTest, kind: str) -> list[str]:
 def test_reports_page_for_allowed_roles(app_db: Engine, role: str, lang: str) -> None:
     at = _app(app_db, role, lang).run()
     assert not at.exception, at.exception
-    at.switch_page("app_pages/reports.py").run()
+    at.switch_page("app_pages/report_center.py").run()
     assert not at.exception, at.exception
     assert [e.value for e in at.title] == [t("reports.title", lang)]
     assert t("reports.page.download_quality", lang) in _labels(at, "download_button")
@@ -75,7 +76,7 @@ def test_reports_page_for_allowed_roles(app_db: Engine, role: str, lang: str) ->
 
 def test_batch_zip_is_built_with_progress_and_audited(app_db: Engine) -> None:
     at = _app(app_db, "quality", "en").run()
-    at.switch_page("app_pages/reports.py").run()
+    at.switch_page("app_pages/report_center.py").run()
     build = next(b for b in at.button if b.label == t("reports.page.build_zip", "en"))
     build.click().run(timeout=180)
     assert not at.exception, at.exception
@@ -89,8 +90,8 @@ def test_batch_zip_is_built_with_progress_and_audited(app_db: Engine) -> None:
 def test_nurse_is_denied(app_db: Engine, lang: str) -> None:
     at = _app(app_db, "nurse", lang).run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("app_pages/reports.py")
-    direct = AppTest.from_file("../../app_pages/reports.py", default_timeout=TIMEOUT)
+        at.switch_page("app_pages/report_center.py")
+    direct = AppTest.from_file("../../app_pages/report_center.py", default_timeout=TIMEOUT)
     direct.session_state["lang"] = lang
     with Session(app_db) as s:
         u = s.scalars(select(User).where(User.username == "nurse")).one()
@@ -120,21 +121,19 @@ def test_export_buttons_render_and_the_download_is_audited(app_db: Engine) -> No
         export_buttons(pd.DataFrame({"科室": ["心内科"], "n": [3]}), name="demo_table",
                        description="3 patients, 心内科")
 
+    with Session(app_db) as s:
+        u = s.scalars(select(User).where(User.username == "quality")).one()
+        user = auth.CurrentUser(u.id, u.username, u.display_name, u.role, u.department_id)
     at = AppTest.from_function(page, default_timeout=TIMEOUT)
     at.session_state["lang"] = "zh_CN"
+    at.session_state["careloop_user"] = user
     at.run()
     assert not at.exception, at.exception
     assert _labels(at, "download_button") == [t("reports.csv", "zh_CN"), t("reports.xlsx", "zh_CN")]
 
-    from components.export_buttons import _deferred
-
-    with Session(app_db) as s:
-        u = s.scalars(select(User).where(User.username == "quality")).one()
-        user = auth.CurrentUser(u.id, u.username, u.display_name, u.role, u.department_id)
-    run = _deferred(app_db, user, kind="demo_table", description="3 patients", rows=1, fmt="csv",
-                    build=lambda: b"x")
-    assert run() == b"x"
+    cast(Any, at.get("download_button")[1]).click().run()
+    assert not at.exception, at.exception
     with Session(app_db) as s:
         row = s.scalars(select(AuditLog).where(AuditLog.action == "export")).one()
-    assert row.username == "quality" and row.detail == {"kind": "demo_table", "filter": "3 patients", "rows": 1,
-                                                        "format": "csv"}
+    assert row.username == "quality" and row.user_id == user.id
+    assert row.detail == {"kind": "demo_table", "filter": "3 patients, 心内科", "rows": 1, "format": "xlsx"}
