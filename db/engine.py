@@ -11,6 +11,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+_WRITE_OPTION = "careloop_write"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -26,6 +29,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            # pysqlite opens transactions itself, late and not before a SAVEPOINT: a savepoint that starts the
+            # work would then commit on release, and a later failure could not roll it back. SQLAlchemy's
+            # documented remedy: let pysqlite stay out of it and emit BEGIN ourselves (event below).
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # A unit of work that will write takes the write lock up front (waiting up to the busy timeout):
+            # a deferred transaction that read first could not upgrade once another writer had committed.
+            immediate = conn.get_execution_options().get(_WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -38,5 +52,6 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
-    with session_factory(engine)() as session, session.begin():
+    bind = engine.execution_options(**{_WRITE_OPTION: True}) if engine.dialect.name == "sqlite" else engine
+    with session_factory(bind)() as session, session.begin():
         yield session

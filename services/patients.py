@@ -86,7 +86,14 @@ def valid_card_no(card_no: str, prefix: str) -> bool:
 
 
 def next_card_numbers(session: Session, *, prefix: str, count: int = 1) -> list[str]:
-    """`count` fresh card numbers: prefix + zero-padded serial + check digit, after the highest in use."""
+    """`count` fresh card numbers: prefix + zero-padded serial + check digit, after the highest in use.
+
+    On PostgreSQL the caller's transaction first takes a lock on card issuing, held to its commit: two nurses
+    enrolling at the same moment (or an import enrolling while a nurse does) would otherwise both read the same
+    highest number and the second save would fail on the unique card number.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext("careloop.card_no"))))
     width = len(prefix) + SERIAL_DIGITS + 1
     top = session.execute(
         select(func.max(Patient.card_no)).where(

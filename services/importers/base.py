@@ -26,6 +26,10 @@ class ImportResult:
     updated: int = 0
     skipped: int = 0  # already there, unchanged: re-running an import only skips
     rejected: list[Rejection] = field(default_factory=list)
+    # Patients whose data this import changed: enrolled or matched from an outside source, or with an observation,
+    # visit or history row inserted or updated. Unchanged rows add nobody, so re-importing a file gives an empty
+    # set; a dry run and a file rolled back by --strict give none either. For follow-up work such as re-evaluating
+    # tag rules for just these patients.
     touched_patient_ids: set[int] = field(default_factory=set)
 
     def merge(self, other: ImportResult) -> None:

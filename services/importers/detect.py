@@ -25,11 +25,21 @@ def decode(data: bytes) -> str:
     """UTF-8 (with or without BOM) first; GBK/GB18030 is what Excel writes on Chinese Windows."""
     if not data:
         raise RowError("import.err.empty_file")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # Excel's "Unicode text" is UTF-16 with a byte order mark.
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise RowError("import.err.encoding") from exc
     for enc in ("utf-8-sig", "gb18030"):
         try:
-            return data.decode(enc)
+            text = data.decode(enc)
         except UnicodeDecodeError:
             continue
+        if "\x00" in text:
+            # Text files hold no NUL: this is binary, or UTF-16 without its mark, read as garbage otherwise.
+            raise RowError("import.err.encoding")
+        return text
     raise RowError("import.err.encoding")
 
 

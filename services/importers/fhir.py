@@ -26,9 +26,11 @@ from services.importers.store import (
     PatientResolver,
     RowError,
     Writer,
+    is_cjk,
     observation_row,
     parse_date,
     parse_datetime,
+    person_name,
     reject,
 )
 
@@ -93,7 +95,9 @@ def _ref_keys(res: Resource, full_url: str | None) -> list[str]:
 def _patient(res: Resource) -> ExternalPatient:
     names = res.get("name") or []
     official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
-    name = official.get("text") or " ".join([*(official.get("given") or []), official.get("family") or ""]).strip()
+    given_parts = [str(g) for g in official.get("given") or []]
+    given = ("" if all(is_cjk(g) for g in given_parts) else " ").join(given_parts)
+    name = official.get("text") or person_name(given, official.get("family"))
     phone = next((t.get("value") for t in res.get("telecom") or [] if t.get("system") == "phone"), None)
     addr = (res.get("address") or [{}])[0]
     address = addr.get("text") or ", ".join([*(addr.get("line") or []), addr.get("city") or "",
@@ -236,14 +240,15 @@ def _import_resources(session: Session, file: str, resources: list[tuple[str, st
 
     for loc, full_url, res in observations:
         try:
-            _observation(res, full_url, cat, writer, subject, births, report_dates)
+            _observation(res, full_url, cat, writer, subject, births, report_dates, (file, loc))
         except RowError as err:
             reject(result, file, loc, err)
     writer.flush()
 
 
 def _observation(res: Resource, full_url: str | None, cat: Catalogue, writer: Writer, subject: Any,
-                 births: dict[int, date | None], report_dates: dict[str, datetime]) -> None:
+                 births: dict[int, date | None], report_dates: dict[str, datetime],
+                 where: tuple[str, str]) -> None:
     status = _STATUS.get(res.get("status") or "final", "final")
     if status == "cancelled":
         return
@@ -269,7 +274,7 @@ def _observation(res: Resource, full_url: str | None, cat: Catalogue, writer: Wr
                               source=SOURCE, source_ref=base_ref, status=status, encounter_ref=enc, loinc=tracked,
                               child=child)
         if row is not None:
-            writer.add_observation(row)
+            writer.add_observation(row, where=where)
     for comp in components:
         ccode = next(c for c in _loincs(comp.get("code")) if cat.lookup(c))
         raw, unit = _quantity(comp)
@@ -277,7 +282,7 @@ def _observation(res: Resource, full_url: str | None, cat: Catalogue, writer: Wr
                               source=SOURCE, source_ref=f"{base_ref}#{ccode}", status=status, encounter_ref=enc,
                               loinc=ccode, child=child)
         if row is not None:
-            writer.add_observation(row)
+            writer.add_observation(row, where=where)
 
 
 def _report(session: Session, res: Resource, patient_id: int, at: datetime, result: ImportResult) -> None:
@@ -288,8 +293,8 @@ def _report(session: Session, res: Resource, patient_id: int, at: datetime, resu
     status = _STATUS.get(res.get("status") or "final", "final")
     existing = session.scalars(select(ExamReport).where(ExamReport.source == SOURCE,
                                                         ExamReport.source_ref == ref)).first()
-    result.touched_patient_ids.add(patient_id)
     if existing is None:
+        result.touched_patient_ids.add(patient_id)
         session.add(ExamReport(patient_id=patient_id, title=title, status=status, reported_at=at,
                                conclusion=res.get("conclusion"), source=SOURCE, source_ref=ref))
         session.flush()
@@ -298,6 +303,7 @@ def _report(session: Session, res: Resource, patient_id: int, at: datetime, resu
         existing.status, existing.reported_at, existing.conclusion = status, at, res.get("conclusion")
         session.flush()
         result.updated += 1
+        result.touched_patient_ids.add(patient_id)
     else:
         result.skipped += 1
 

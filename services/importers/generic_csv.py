@@ -127,46 +127,54 @@ def import_generic(session: Session, paths: list[Path], options: ImportOptions) 
         source = f"csv:{system}"[:32]
         resolver = PatientResolver(session, result)
         writer = Writer(session, result)
-        cards: dict[str, int] = {}
-        try:
-            for line, row in rows:
-                try:
-                    key = str(_cell(row, mapping["patient"]) or "").strip()
-                    if not key:
-                        raise RowError("import.err.missing_id")
-                    pid = _patient(session, resolver, cards, system, key, row, mapping)
-                    code = str(_cell(row, mapping["indicator"]) or "").strip()
-                    if cat.lookup(code) is None:
-                        raise RowError("import.err.unknown_code", code=code[:32])
-                    raw_date = _cell(row, mapping["date"])
-                    at = raw_date if hasattr(raw_date, "year") and hasattr(raw_date, "hour") else parse_datetime(
-                        str(raw_date or ""))
-                    at = at.replace(microsecond=0)
-                    unit = _cell(row, mapping.get("unit"))
-                    obs = observation_row(cat, key=code, raw_value=_cell(row, mapping["value"]),
-                                          unit=str(unit) if unit is not None else None, patient_id=pid,
-                                          observed_at=at, source=source,
-                                          source_ref=f"{key}|{code}|{at.isoformat()}",
-                                          loinc=code if code in cat.by_loinc else None)
-                    if obs is not None:
-                        writer.add_observation(obs)
-                except RowError as err:
-                    reject(result, file, f"line {line}", err)
-        except RowError as err:  # a broken line ends a CSV reader: the file is truncated or not CSV
-            reject(result, file, "file", err)
+        cards: dict[str, int | None] = {}
+        # Full batches are written in the background while the next ones are read (PostgreSQL); the resolver
+        # waits for the batch in flight before a query of its own.
+        resolver.before_query = writer.sync
+        with writer.stream():
+            try:
+                for line, row in rows:
+                    try:
+                        key = str(_cell(row, mapping["patient"]) or "").strip()
+                        if not key:
+                            raise RowError("import.err.missing_id")
+                        pid = _patient(session, resolver, cards, system, key, row, mapping)
+                        code = str(_cell(row, mapping["indicator"]) or "").strip()
+                        if cat.lookup(code) is None:
+                            raise RowError("import.err.unknown_code", code=code[:32])
+                        raw_date = _cell(row, mapping["date"])
+                        at = raw_date if hasattr(raw_date, "year") and hasattr(raw_date, "hour") else parse_datetime(
+                            str(raw_date or ""))
+                        at = at.replace(microsecond=0)
+                        unit = _cell(row, mapping.get("unit"))
+                        obs = observation_row(cat, key=code, raw_value=_cell(row, mapping["value"]),
+                                              unit=str(unit) if unit is not None else None, patient_id=pid,
+                                              observed_at=at, source=source,
+                                              source_ref=f"{key}|{code}|{at.isoformat()}",
+                                              loinc=code if code in cat.by_loinc else None)
+                        if obs is not None:
+                            writer.add_observation(obs, where=(file, f"line {line}"))
+                    except RowError as err:
+                        reject(result, file, f"line {line}", err)
+            except RowError as err:  # a broken line ends a CSV reader: the file is truncated or not CSV
+                reject(result, file, "file", err)
+        resolver.before_query = None
         writer.flush()
     return result
 
 
-def _patient(session: Session, resolver: PatientResolver, cards: dict[str, int], system: str, key: str,
+def _patient(session: Session, resolver: PatientResolver, cards: dict[str, int | None], system: str, key: str,
              row: dict[str, Any], mapping: dict[str, Any]) -> int:
     if system == "card":
         if key not in cards:
-            pid = session.execute(select(Patient.id).where(Patient.card_no == key)).scalar_one_or_none()
-            if pid is None:
-                raise RowError("import.err.unknown_patient", ref=key)
-            cards[key] = pid
-        return cards[key]
+            if resolver.before_query is not None:
+                resolver.before_query()
+            # Unknown cards are remembered too: their rows cost one query in all, not one each.
+            cards[key] = session.execute(select(Patient.id).where(Patient.card_no == key)).scalar_one_or_none()
+        pid = cards[key]
+        if pid is None:
+            raise RowError("import.err.unknown_patient", ref=key)
+        return pid
     known = resolver.known(system, key)
     if known is not None:
         return known

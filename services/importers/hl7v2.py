@@ -21,6 +21,7 @@ from services.importers.store import (
     RowError,
     Writer,
     observation_row,
+    person_name,
     reject,
 )
 
@@ -186,7 +187,7 @@ def _message(file: str, n: int, segments: list[str], cat: Catalogue, resolver: P
                 sex = field(f, 8).strip().upper()[:1]
                 pid = resolver.resolve(ExternalPatient(
                     system=f"hl7:{authority}"[:64], value=ident[:128],
-                    name=" ".join(x for x in (given, family) if x) or None,
+                    name=person_name(given, family) or None,
                     sex=sex if sex in ("M", "F") else "U", birth_date=birth,
                     phone=comp(field(f, 13), 1, enc) or None,
                 ))
@@ -195,12 +196,12 @@ def _message(file: str, n: int, segments: list[str], cat: Catalogue, resolver: P
                 order = f"{sending}|{filler or placer or f'msg{n}-obr{s}'}"
                 obr_time = parse_ts(field(f, 7)) if field(f, 7).strip() else None
             elif kind == "OBX":
-                _obx(f, enc, where, cat, writer, pid, birth, order, obr_time, n)
+                _obx(f, enc, (file, where), cat, writer, pid, birth, order, obr_time, n)
         except RowError as err:
             reject(result, file, where, err)
 
 
-def _obx(f: list[str], enc: Encoding, where: str, cat: Catalogue, writer: Writer, pid: int | None,
+def _obx(f: list[str], enc: Encoding, where: tuple[str, str], cat: Catalogue, writer: Writer, pid: int | None,
          birth: date | None, order: str, obr_time: datetime | None, n: int) -> None:
     ident = field(f, 3)
     c = comps(ident, enc)
@@ -225,4 +226,4 @@ def _obx(f: list[str], enc: Encoding, where: str, cat: Catalogue, writer: Writer
                           source=SOURCE, source_ref=f"{order or f'msg{n}'}|{loinc}", status=status, loinc=loinc,
                           child=child)
     if row is not None:
-        writer.add_observation(row)
+        writer.add_observation(row, where=where)

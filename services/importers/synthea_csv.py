@@ -6,15 +6,15 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
 from services.importers.base import ImportOptions, ImportResult, register
-from services.importers.detect import decode, read_text
+from services.importers.detect import MAX_BYTES, decode, read_text
 from services.importers.store import (
     Catalogue,
     EncRow,
@@ -62,6 +62,9 @@ def _members(path: Path) -> dict[str, tuple[str, str]]:
             for info in zf.infolist():
                 name = Path(info.filename).name.lower()
                 if name in _REQUIRED:
+                    # The size the zip declares, checked before unpacking: a small zip can hold gigabytes.
+                    if info.file_size > MAX_BYTES:
+                        raise RowError("import.err.too_large", mb=MAX_BYTES // (1024 * 1024))
                     out[name] = (f"{path}!{info.filename}", decode(zf.read(info)))
     else:
         out[path.name.lower()] = (str(path), read_text(path))
@@ -193,28 +196,12 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
         file, text = members["observations.csv"]
         col: dict[str, int] = {}
         tracked = cat.by_loinc
-        for line, vals in _lists(text, file, "observations.csv", result, col):
-            c_code, c_patient, c_date, c_value, c_units = (col["CODE"], col["PATIENT"], col["DATE"], col["VALUE"],
-                                                           col["UNITS"])
-            c_enc = col.get("ENCOUNTER")
-            code = (vals[c_code] or "").strip()
-            if code not in tracked:
-                continue  # a test the catalogue does not track (pain score, QALY, ...): not an error
-            try:
-                pref = cast(str, vals[c_patient]).strip()
-                pid = patient_id(pref)
-                raw_date = vals[c_date]
-                at = parse_datetime(raw_date)
-                enc = ((vals[c_enc] if c_enc is not None else None) or "").strip() or None
-                obs = observation_row(
-                    cat, key=code, raw_value=vals[c_value], unit=vals[c_units], patient_id=pid,
-                    observed_at=at, source=SOURCE, source_ref=f"{enc or pref}|{cast(str, raw_date).strip()}|{code}",
-                    encounter_ref=enc, loinc=code, child=_is_child(births.get(pref), at),
-                )
-                if obs is not None:
-                    writer.add_observation(obs)
-            except RowError as err:
-                reject(result, file, f"line {line}", err)
+        # Full batches are written in the background while the next ones are read (PostgreSQL).
+        resolver.before_query = writer.sync
+        with writer.stream():
+            _observations(_lists(text, file, "observations.csv", result, col), col, tracked, file, cat, writer,
+                          patient_id, births, result)
+        resolver.before_query = None
         writer.flush()
 
     for name, kind in _HISTORY_KIND.items():
@@ -237,3 +224,35 @@ def _import_members(session: Session, members: dict[str, tuple[str, str]], cat: 
             except RowError as err:
                 reject(result, file, f"line {line}", err)
         writer.flush()
+
+
+
+def _observations(rows: Iterator[tuple[int, list[str | None]]], col: dict[str, int], tracked: dict[str, Any],
+                  file: str, cat: Catalogue, writer: Writer, patient_id: Callable[[str], int],
+                  births: dict[str, date | None], result: ImportResult) -> None:
+    """The rows of observations.csv -> the writer (or a rejection each); `col` is filled by the first row read."""
+    c_code = c_patient = c_date = c_value = c_units = -1
+    c_enc: int | None = None
+    for line, vals in rows:
+        if c_code < 0:
+            c_code, c_patient, c_date, c_value, c_units = (col["CODE"], col["PATIENT"], col["DATE"], col["VALUE"],
+                                                           col["UNITS"])
+            c_enc = col.get("ENCOUNTER")
+        code = (vals[c_code] or "").strip()
+        if code not in tracked:
+            continue  # a test the catalogue does not track (pain score, QALY, ...): not an error
+        try:
+            pref = cast(str, vals[c_patient]).strip()
+            pid = patient_id(pref)
+            raw_date = vals[c_date]
+            at = parse_datetime(raw_date)
+            enc = ((vals[c_enc] if c_enc is not None else None) or "").strip() or None
+            obs = observation_row(
+                cat, key=code, raw_value=vals[c_value], unit=vals[c_units], patient_id=pid,
+                observed_at=at, source=SOURCE, source_ref=f"{enc or pref}|{cast(str, raw_date).strip()}|{code}",
+                encounter_ref=enc, loinc=code, child=_is_child(births.get(pref), at),
+            )
+            if obs is not None:
+                writer.add_observation(obs, where=(file, f"line {line}"))
+        except RowError as err:
+            reject(result, file, f"line {line}", err)
