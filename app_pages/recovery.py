@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from components import data, kpi
 from components import satisfaction_data as sd
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -40,6 +42,7 @@ with data.read() as conn:
     cases, total = sq.recovery_cases(conn=conn, f=f, scope=scope, now=now, status=status, overdue_only=overdue_only,
                                      lang=lang(), limit=PAGE)
     causes = sq.recovery_by_root_cause(conn=conn, f=f, scope=scope)
+    outcome = sq.recovery_outcome(conn=conn, f=f, scope=scope)
 
 # show
 described = f.describe(lang(), stats.opened, "satisfaction.units.cases")
@@ -53,6 +56,18 @@ kpi.cards([
      tr("satisfaction.time_to_close_help", within=kpi.fmt_pct(stats.within_sla_rate))),
 ])
 
+st.subheader(tr("satisfaction.outcome.title"))
+st.caption(tr("satisfaction.outcome.caption"))
+kpi.cards([
+    (tr("satisfaction.outcome.rerated"), f"{outcome.rerated:,}",
+     tr("satisfaction.outcome.rerated_help", share=kpi.fmt_pct(outcome.rerated_rate), closed=outcome.closed)),
+    (tr("satisfaction.outcome.before_after"),
+     f"{kpi.fmt_num(outcome.mean_before)} → {kpi.fmt_num(outcome.mean_after)}",
+     tr("satisfaction.outcome.before_after_help")),
+    (tr("satisfaction.outcome.recovered"), kpi.fmt_pct(outcome.recovered_rate),
+     tr("satisfaction.outcome.recovered_help", n=outcome.recovered, promoters=outcome.promoters)),
+])
+
 st.subheader(tr("satisfaction.cases_title"))
 st.caption(tr("satisfaction.cases_caption", shown=len(cases), total=total, scope=described))
 if cases.empty:
@@ -60,19 +75,28 @@ if cases.empty:
 else:
     cols = ["case_id", "status", "overdue", "opened_at", "sla_due_at", "department", "card_no", "patient",
             "nps_score", "comment", "attempts", "root_cause", "rerating", "closed_at"]
-    shown = cases[cols].assign(
-        status=cases["status"].map(lambda s: tr(f"satisfaction.status.{s}")),
-        root_cause=cases["root_cause"].map(lambda r: tr(f"satisfaction.cause.{r}") if r else ""),
-    )
-    st.dataframe(shown.rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols}), hide_index=True,
-                 width="stretch")
+
+    def _shaped(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows[cols].assign(
+            status=rows["status"].map(lambda s: tr(f"satisfaction.status.{s}")),
+            root_cause=rows["root_cause"].map(lambda r: tr(f"satisfaction.cause.{r}") if r else ""),
+        ).rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols})
+
+    def _all_cases(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            found, _ = sq.recovery_cases(conn=conn, f=f, scope=scope, now=now, status=status,
+                                         overdue_only=overdue_only, lang=lang(), limit=limit)
+        return _shaped(found)
+
+    parts = [STATUS[status], described] + ([tr("satisfaction.overdue_only")] if overdue_only else [])
+    data_table(_shaped(cases), name="recovery_cases", caption=False, full=_all_cases, total=total,
+               description=tr("filter.separator").join(parts))
 if not causes.empty:
     st.subheader(tr("satisfaction.causes_title"))
-    st.caption(described)
-    st.dataframe(causes.assign(root_cause=causes["root_cause"].map(
+    data_table(causes.assign(root_cause=causes["root_cause"].map(
         lambda r: tr(f"satisfaction.cause.{r}") if r else tr("satisfaction.unknown"))).rename(
         columns={"root_cause": tr("satisfaction.col.root_cause"), "cases": tr("satisfaction.col.cases")}),
-        hide_index=True)
+        name="recovery_root_causes", description=described)
 
 # work one case
 active = cases[cases["status"] != "closed"] if not cases.empty else cases

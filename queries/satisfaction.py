@@ -24,6 +24,7 @@ from sqlalchemy import (
 from db.datefn import month_of, seconds_between
 from db.models import (
     Department,
+    ImportMapping,
     NpsDaily,
     NpsRollupState,
     Patient,
@@ -466,6 +467,46 @@ def recovery_cases(
     return df, total
 
 
+@dataclass(frozen=True)
+class RecoveryOutcome:
+    """Re-ratings of closed cases: they are not NPS responses (see services/recovery.py) but the recovery outcome."""
+
+    closed: int
+    rerated: int
+    mean_before: float | None  # the detractor score that opened the case
+    mean_after: float | None  # the re-rating
+    recovered: int  # re-rated 7 or more: no longer a detractor
+    promoters: int  # re-rated 9 or 10
+
+    @property
+    def rerated_rate(self) -> float | None:
+        return None if self.closed == 0 else self.rerated / self.closed
+
+    @property
+    def recovered_rate(self) -> float | None:
+        return None if self.rerated == 0 else self.recovered / self.rerated
+
+
+def recovery_outcome(*, conn: Connection, f: PeriodFilter, scope: DataScope) -> RecoveryOutcome:
+    """Cases opened in the period and closed: how many were re-rated, the score before and after, recovered."""
+    c = ServiceRecoveryCase
+    rated = c.rerating.is_not(None)
+    row = conn.execute(
+        select(
+            func.count(),
+            func.count(c.rerating),
+            func.avg(case((rated, SurveyResponse.nps_score), else_=literal(None))),
+            func.avg(c.rerating),
+            func.coalesce(func.sum(case((c.rerating >= PASSIVE_MIN, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((c.rerating >= PROMOTER_MIN, 1), else_=0)), 0),
+        )
+        .select_from(c).join(SurveyResponse, SurveyResponse.id == c.response_id)
+        .where(_case_where(f, scope), c.status == "closed")
+    ).one()
+    return RecoveryOutcome(int(row[0]), int(row[1]), None if row[2] is None else float(row[2]),
+                           None if row[3] is None else float(row[3]), int(row[4]), int(row[5]))
+
+
 def recovery_by_root_cause(*, conn: Connection, f: PeriodFilter, scope: DataScope) -> pd.DataFrame:
     c = ServiceRecoveryCase
     rows = conn.execute(select(c.root_cause, func.count()).where(_case_where(f, scope), c.status == "closed")
@@ -506,3 +547,26 @@ def questionnaire_list(*, conn: Connection, lang: str = "en") -> pd.DataFrame:
         .order_by(Questionnaire.code, Questionnaire.version.desc())
     ).all()
     return pd.DataFrame(rows, columns=["id", "code", "version", "kind", "title", "status", "items", "responses"])
+
+
+# --- saved import mappings ---------------------------------------------------------------------------------
+
+
+def saved_mappings(*, conn: Connection, fmt: str = "survey-csv") -> dict[str, dict[str, Any]]:
+    """The column mappings saved from the Import page for one format, by name."""
+    rows = conn.execute(select(ImportMapping.name, ImportMapping.body).where(ImportMapping.format == fmt)
+                        .order_by(ImportMapping.name)).all()
+    return {str(n): dict(b) for n, b in rows}
+
+
+def latest_items(*, conn: Connection, code: str, lang: str = "en") -> list[tuple[str, str, bool]]:
+    """(item code, text, required) of the newest version of a questionnaire, in order; empty when there is none."""
+    newest = select(func.max(Questionnaire.id)).where(
+        Questionnaire.code == code,
+        Questionnaire.version == select(func.max(Questionnaire.version)).where(Questionnaire.code == code)
+        .scalar_subquery()).scalar_subquery()
+    text = QuestionnaireItem.text_zh if lang == "zh_CN" else QuestionnaireItem.text_en
+    rows = conn.execute(select(QuestionnaireItem.item_code, text, QuestionnaireItem.required)
+                        .where(QuestionnaireItem.questionnaire_id == newest)
+                        .order_by(QuestionnaireItem.position, QuestionnaireItem.id)).all()
+    return [(str(c), str(t_), bool(r)) for c, t_, r in rows]

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session, aliased
 
 from db.models import (
     FollowupTask,
@@ -18,6 +18,7 @@ from db.models import (
     QuestionnaireItem,
     ServiceRecoveryCase,
     SurveyAnswer,
+    SurveyInvitation,
     SurveyResponse,
     User,
 )
@@ -30,6 +31,8 @@ DEFAULT_SLA_HOURS = 48
 DEFAULT_LOW_ITEM = "overall"
 DEFAULT_LOW_BELOW = 5.0
 CHANNELS = ("kiosk", "app", "sms", "wechat", "phone", "web", "paper", "import")
+# A response answers the patient's newest unanswered invitation to the same questionnaire sent this many days before.
+INVITATION_WINDOW_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def submit_response(
     source_ref: str | None = None,
     rules: RecoveryRules | None = None,
     open_recovery: bool = True,
+    link_invitation: bool = True,
     actor_id: int | None = None,
     actor: str | None = None,
     now: datetime | None = None,
@@ -132,6 +136,8 @@ def submit_response(
     if existing is not None:
         return SubmitResult(existing, False, None)
 
+    if invitation_id is None and link_invitation and patient_id is not None:
+        invitation_id = open_invitation(session, patient_id=patient_id, questionnaire=q, at=when)
     mark = nps_rollup.lock(session)  # before the insert: ids then follow the order rollup updates commit
     nums = {code: num for code, (num, _) in values.items()}
     nps_item = next((i for i in items if i.is_nps), None)
@@ -166,6 +172,20 @@ def submit_response(
             case = open_case(session, response=response, reason=reason, rules=rules or RecoveryRules.of(q),
                              actor_id=actor_id, actor=actor, now=at)
     return SubmitResult(response, True, case)
+
+
+def open_invitation(session: Session, *, patient_id: int, questionnaire: Questionnaire, at: datetime) -> int | None:
+    """The patient's newest unanswered invitation to this questionnaire (any version) sent in the window before
+    `at`: linking it is what makes the dashboards' response rate real for answers given on a page or a call."""
+    answered = aliased(SurveyResponse)
+    versions = select(Questionnaire.id).where(Questionnaire.code == questionnaire.code)
+    return session.scalar(
+        select(SurveyInvitation.id)
+        .where(SurveyInvitation.patient_id == patient_id, SurveyInvitation.questionnaire_id.in_(versions),
+               SurveyInvitation.sent_at <= at, SurveyInvitation.sent_at >= at - timedelta(days=INVITATION_WINDOW_DAYS),
+               ~exists().where(answered.invitation_id == SurveyInvitation.id))
+        .order_by(SurveyInvitation.sent_at.desc(), SurveyInvitation.id.desc()).limit(1)
+    )
 
 
 def recovery_owner(session: Session, *, patient: Patient | None, department_id: int | None) -> int | None:

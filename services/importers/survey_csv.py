@@ -168,8 +168,18 @@ def import_survey_csv(session: Session, paths: list[Path], options: ImportOption
         return ImportResult(rejected=[Rejection(p.name, "mapping", exc.key, dict(exc.params)) for p in paths])
 
 
-def _import(session: Session, paths: list[Path], options: ImportOptions) -> ImportResult:
-    mapping = SurveyMapping.parse(options.mapping)
+@dataclass(frozen=True)
+class _Resolved:
+    mapping: SurveyMapping
+    questionnaire_id: int
+    items: list[Any]
+    departments: dict[str, int]
+    fixed_department: int | None
+
+
+def _resolve(session: Session, raw: Mapping[str, Any] | None) -> _Resolved:
+    """The mapping checked against the database: its questionnaire, items, channel and department exist."""
+    mapping = SurveyMapping.parse(raw)
     q = qs.latest(session, mapping.questionnaire)
     if q is None:
         raise UserError("questionnaire.not_found", code=mapping.questionnaire)
@@ -186,9 +196,52 @@ def _import(session: Session, paths: list[Path], options: ImportOptions) -> Impo
         fixed_department = departments.get(mapping.department.strip().lower())
         if fixed_department is None:
             raise UserError("survey_import.unknown_department", value=mapping.department)
+    return _Resolved(mapping, q.id, items, departments, fixed_department)
+
+
+def check_header(mapping: SurveyMapping, header: list[str]) -> None:
+    """A mapped column the file does not have, or a file column nobody mapped or ignored: UserError."""
+    mapped = set(mapping.columns.values()) | set(mapping.items.values())
+    missing = sorted(mapped - set(header))
+    if missing:
+        raise UserError("survey_import.missing_columns", columns=", ".join(missing))
+    unknown = [h for h in header if h and h not in mapped and h not in mapping.ignore]
+    if unknown:
+        raise UserError("survey_import.unknown_columns", columns=", ".join(unknown))
+
+
+def validate_mapping(session: Session, raw: Mapping[str, Any] | None, *, header: list[str] | None = None
+                     ) -> SurveyMapping:
+    """Everything an import would refuse about a mapping, before it is saved or used (the Import page)."""
+    resolved = _resolve(session, raw)
+    if header is not None:
+        check_header(resolved.mapping, header)
+    return resolved.mapping
+
+
+def read_header(data: bytes) -> list[str]:
+    """The header row of an uploaded survey CSV (UTF-8 or GB18030), for building a mapping from its columns."""
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(enc)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise UserError("survey_import.bad_encoding")
+    first = next(csv.reader(io.StringIO(text, newline="")), None)
+    if not first:
+        raise UserError("survey_import.empty_file")
+    return [h.strip() for h in first]
+
+
+def _import(session: Session, paths: list[Path], options: ImportOptions) -> ImportResult:
+    r = _resolve(session, options.mapping)
+    mapping, items, departments, fixed_department = r.mapping, r.items, r.departments, r.fixed_department
+    q_id = r.questionnaire_id
     total = ImportResult()
     for path in paths:
-        total.merge(_import_file(session, path, options, mapping, q.id, items, departments, fixed_department))
+        total.merge(_import_file(session, path, options, mapping, q_id, items, departments, fixed_department))
     return total
 
 
