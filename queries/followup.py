@@ -71,10 +71,12 @@ class WorklistFilter:
     offset: int = 0
 
 
-def _latest_risk() -> Any:
-    return (select(RiskAssessment.level).where(RiskAssessment.patient_id == FollowupTask.patient_id)
-            .order_by(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()).limit(1)
-            .correlate(FollowupTask).scalar_subquery())
+def _latest_risk(patient_id: Any = None) -> Any:
+    """The patient's latest risk level, correlated to FollowupTask.patient_id or to the given column."""
+    stmt = (select(RiskAssessment.level)
+            .where(RiskAssessment.patient_id == (FollowupTask.patient_id if patient_id is None else patient_id))
+            .order_by(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()).limit(1))
+    return (stmt.correlate(FollowupTask) if patient_id is None else stmt).scalar_subquery()
 
 
 def _worklist_where(f: WorklistFilter) -> list[ColumnElement[bool]]:
@@ -93,6 +95,28 @@ def _worklist_where(f: WorklistFilter) -> list[ColumnElement[bool]]:
     return clauses
 
 
+def _worklist_branches(f: WorklistFilter) -> list[list[ColumnElement[bool]]]:
+    """_worklist_where as disjoint parts whose union is the same set of tasks, each served by one partial index on
+    open tasks: the department's tasks, plus mine outside it. (The OR of both needed a bitmap scan of every open
+    task of the department, ~50,000 at 1M patients, for the counts and the due-date order.)"""
+    rest = _worklist_where(WorklistFilter(**{**f.__dict__, "view": "mine"}))[1:]
+    if f.view == "department" and f.department_id is not None:
+        return [[FollowupTask.department_id == f.department_id, *rest],
+                [FollowupTask.assignee_id == f.user_id,
+                 or_(FollowupTask.department_id.is_(None), FollowupTask.department_id != f.department_id), *rest]]
+    return [[FollowupTask.assignee_id == f.user_id, *rest]]
+
+
+def _candidates(f: WorklistFilter, first: int | None = None) -> Any:
+    """(id, due_date, patient_id) of the tasks the worklist filter selects; with first=n only the n first of each
+    part in due-date order (enough for a page in that order ending at n: each part stops early on its index)."""
+    parts = [select(FollowupTask.id.label("id"), FollowupTask.due_date.label("due_date"),
+                    FollowupTask.patient_id.label("patient_id")).where(*where) for where in _worklist_branches(f)]
+    if first is not None and len(parts) > 1:
+        parts = [p.order_by(FollowupTask.due_date, FollowupTask.id).limit(first).subquery().select() for p in parts]
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("cand")
+
+
 WORKLIST_COLUMNS = ["task_id", "version", "due_date", "overdue_days", "risk", "kind", "plan", "method", "attempts",
                     "card_no", "name", "sex", "age", "phone", "assignee", "patient_id"]
 
@@ -103,8 +127,26 @@ def age_on(birth: date | None, today: date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
+def _risk_rank(patient_id: Any) -> Any:
+    """The latest risk level as a number (0: none). A simple CASE: the level's subquery runs once per row (the
+    searched form, CASE WHEN (subquery) = 'high' ..., ran it once per branch: five times)."""
+    return case(RISK_RANK, value=_latest_risk(patient_id), else_=0)
+
+
 def worklist(*, conn: Connection, f: WorklistFilter) -> pd.DataFrame:
-    """One page of open tasks with the patient's key facts and latest risk level, sorted as asked."""
+    """One page of open tasks with the patient's key facts and latest risk level, sorted as asked.
+
+    Two steps: the page's task ids are picked from followup_tasks alone (the partial indexes on open tasks give the
+    due order; a risk sort looks up each candidate's risk once), then only those rows are joined to the patient,
+    plan and nurse: sorting every candidate with its patient's row joined cost ~90 ms for a nurse at 1M patients."""
+    cand = _candidates(f, None if f.sort == "risk" else f.offset + f.limit)
+    keys: list[Any] = [cand.c.id, cand.c.due_date]
+    if f.sort == "risk":
+        rank = _risk_rank(cand.c.patient_id)
+        picked = select(*keys, rank.label("rank")).order_by(rank.desc(), cand.c.due_date, cand.c.id)
+    else:
+        picked = select(*keys).order_by(cand.c.due_date, cand.c.id)
+    top = picked.limit(f.limit).offset(f.offset).subquery("top")
     risk = _latest_risk().label("risk")
     plan_name = (FollowupPlan.name_zh if f.lang == "zh_CN" else FollowupPlan.name_en).label("plan")
     assignee = aliased(User)
@@ -112,17 +154,17 @@ def worklist(*, conn: Connection, f: WorklistFilter) -> pd.DataFrame:
         select(FollowupTask.id, FollowupTask.version, FollowupTask.due_date, risk, FollowupTask.kind, plan_name,
                FollowupTask.method, FollowupTask.attempts, Patient.card_no, Patient.name, Patient.sex,
                Patient.birth_date, Patient.phone, assignee.display_name, Patient.id)
+        .select_from(top)
+        .join(FollowupTask, FollowupTask.id == top.c.id)
         .join(Patient, Patient.id == FollowupTask.patient_id)
         .outerjoin(FollowupPlan, FollowupPlan.id == FollowupTask.plan_id)
         .outerjoin(assignee, assignee.id == FollowupTask.assignee_id)
-        .where(*_worklist_where(f))
     )
     if f.sort == "risk":
-        rank = case(*((risk == k, v) for k, v in RISK_RANK.items()), else_=0)
-        stmt = stmt.order_by(rank.desc(), FollowupTask.due_date, FollowupTask.id)
+        stmt = stmt.order_by(top.c.rank.desc(), top.c.due_date, top.c.id)
     else:
-        stmt = stmt.order_by(FollowupTask.due_date, FollowupTask.id)
-    rows = conn.execute(stmt.limit(f.limit).offset(f.offset)).all()
+        stmt = stmt.order_by(top.c.due_date, top.c.id)
+    rows = conn.execute(stmt).all()
     records = [
         {"task_id": r[0], "version": r[1], "due_date": r[2], "overdue_days": max(0, (f.today - r[2]).days),
          "risk": r[3], "kind": r[4], "plan": r[5], "method": r[6], "attempts": r[7], "card_no": r[8],
@@ -141,12 +183,12 @@ class WorklistCounts:
 
 
 def worklist_counts(*, conn: Connection, f: WorklistFilter) -> WorklistCounts:
-    base = WorklistFilter(**{**f.__dict__, "bucket": "all"})
+    cand = _candidates(WorklistFilter(**{**f.__dict__, "bucket": "all"}))
     overdue, today, upcoming = conn.execute(select(
-        func.coalesce(func.sum(case((FollowupTask.due_date < f.today, 1), else_=0)), 0),
-        func.coalesce(func.sum(case((FollowupTask.due_date == f.today, 1), else_=0)), 0),
-        func.coalesce(func.sum(case((FollowupTask.due_date > f.today, 1), else_=0)), 0),
-    ).where(*_worklist_where(base))).one()
+        func.coalesce(func.sum(case((cand.c.due_date < f.today, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((cand.c.due_date == f.today, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((cand.c.due_date > f.today, 1), else_=0)), 0),
+    )).one()
     return WorklistCounts(int(overdue), int(today), int(upcoming))
 
 
@@ -453,8 +495,19 @@ def completion_total(*, conn: Connection, f: CompletionFilter, scope: DataScope)
 def total_of(groups: pd.DataFrame) -> pd.DataFrame:
     """The one-row total of a grouped result: the groups partition the tasks, so the counts add up
     (saves the dashboard a second pass over the tasks)."""
-    sums = [int(groups[c].sum()) for c in COMPLETION_COLUMNS[2:8]]
-    return _with_rates(pd.DataFrame([("all", "all", *sums)], columns=COMPLETION_COLUMNS[:8]))
+    due, on_time, attempted, reached, overdue, overdue_days = (int(groups[c].to_numpy().sum())
+                                                              for c in COMPLETION_COLUMNS[2:8])
+
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else float("nan")
+
+    # Built as one frame from plain numbers: the page runs this on every rerun, and the path through _with_rates
+    # cost 2.4 ms against 0.6 ms here (same frame, same dtypes).
+    return pd.DataFrame({"key": ["all"], "label": ["all"], "due": [due], "on_time": [on_time],
+                         "attempted": [attempted], "reached": [reached], "overdue": [overdue],
+                         "overdue_days": [overdue_days], "on_time_rate": [ratio(on_time, due)],
+                         "contact_rate": [ratio(reached, attempted)],
+                         "mean_days_overdue": [ratio(overdue_days, overdue)]})
 
 
 def completion_by(*, conn: Connection, f: CompletionFilter, scope: DataScope, by: str) -> pd.DataFrame:

@@ -469,11 +469,12 @@ def log_contact(session: Session, *, task_id: int, expected_version: int, contac
 def _patient_deceased(session: Session, task: FollowupTask, user: CurrentUser, now: datetime) -> None:
     """No more calls to a deceased patient's family: close the other open tasks and stop new ones."""
     others = (FollowupTask.patient_id == task.patient_id, FollowupTask.status == "pending", FollowupTask.id != task.id)
-    days = set(session.scalars(select(FollowupTask.due_date).where(*others).distinct()))
-    session.execute(update(FollowupTask).where(*others)
-                    .values(status="cancelled", completed_at=now, version=FollowupTask.version + 1)
-                    .execution_options(synchronize_session=False))
-    followup_rollup.recount_days(session.connection(), days)  # a set-based update: no ORM event recounts it
+    ids = set(session.scalars(select(FollowupTask.id).where(*others)))
+    # A set-based update: no ORM event sees it, so it moves the rollup itself (by the difference).
+    with followup_rollup.track_changes(session.connection(), ids):
+        session.execute(update(FollowupTask).where(*others)
+                        .values(status="cancelled", completed_at=now, version=FollowupTask.version + 1)
+                        .execution_options(synchronize_session=False))
     patient = session.get(Patient, task.patient_id)
     if patient is not None and patient.status != "deceased":
         patient.status = "deceased"

@@ -12,7 +12,16 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from db.models import AuditLog, Department, FollowupPlan, FollowupRecord, FollowupTask, Intervention, User
+from db.models import (
+    AuditLog,
+    Department,
+    FollowupPlan,
+    FollowupRecord,
+    FollowupTask,
+    Indicator,
+    Intervention,
+    User,
+)
 from i18n import t
 from services import auth, clock
 from services.auth import LoginPolicy
@@ -217,3 +226,40 @@ def test_patient_page_shows_the_followup_panel_and_audits_playback(app_db: Engin
     assert not at.exception, at.exception
     with Session(app_db) as s:
         assert "recording_play" in s.scalars(select(AuditLog.action)).all()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_patient_charts_mark_the_interventions_on_their_indicator(app_db: Engine, lang: str) -> None:
+    import json
+
+    from services.interventions import InterventionInput, log_intervention
+
+    with Session(app_db) as s, s.begin():
+        nurse = s.scalars(select(User).where(User.username == "nurse")).one()
+        pid = s.scalars(select(func.max(FollowupTask.patient_id))).one()  # the one with a BP reading
+        log_intervention(s, data=InterventionInput(pid, "diet", "低盐饮食，每日食盐少于5克",
+                                                   clock.today() - timedelta(days=5), indicator_code="SBP",
+                                                   goal="SBP < 140"),
+                         user=auth.CurrentUser(nurse.id, "nurse", "n", "nurse", nurse.department_id), now=clock.now())
+        log_intervention(s, data=InterventionInput(pid, "exercise", "快走", clock.today()),  # no indicator: no mark
+                         user=auth.CurrentUser(nurse.id, "nurse", "n", "nurse", nurse.department_id), now=clock.now())
+    at = _app(app_db, "manager", lang).run()
+    at.session_state["patient_id"] = pid
+    at.switch_page("app_pages/patient.py").run()
+    assert not at.exception, at.exception
+    charts = [c.proto for c in at.get("vega_lite_chart")]
+    specs = [json.loads(c.spec) for c in charts]
+    marked = [(spec, c) for spec, c in zip(specs, charts, strict=True)
+              if any(layer.get("mark", {}).get("type") == "rule" for layer in spec.get("layer", []))]
+    assert len(marked) == 1  # the SBP chart only (the DBP chart has no intervention targeting it)
+    spec, proto = marked[0]
+    with Session(app_db) as s:
+        sbp = s.scalars(select(Indicator).where(Indicator.code == "SBP")).one()
+    assert str(spec["title"]).startswith(sbp.name_zh if lang == "zh_CN" else sbp.name_en)
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    titles = [tip["title"] for tip in rule["encoding"]["tooltip"]]
+    assert t("fu_marks.kind", lang) in titles and t("fu_marks.content", lang) in titles
+    assert t("fu_marks.before", lang, days=90) in titles
+    blob = b"".join(d.data.data for d in proto.datasets) if proto.datasets else proto.data.data
+    assert "低盐饮食".encode() in blob and t("intervention_kind.diet", lang).encode() in blob
+    assert "快走".encode() not in blob

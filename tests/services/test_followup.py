@@ -285,7 +285,8 @@ def test_two_nurses_complete_the_same_task(engine: Engine) -> None:
         task_id = create_task(s, assignee_id=a.id, department_id=dept.id, due_date=AS_OF).id
     first, second = Session(engine), Session(engine)
     try:
-        second.get(FollowupTask, task_id)  # the second nurse opened the form too
+        second.get(FollowupTask, task_id)  # the second nurse opened the form too ...
+        second.commit()  # ... in an earlier page run (its own read transaction), then saves in a new one
         with first.begin():
             followup.log_contact(first, task_id=task_id, expected_version=1, user=a, now=NOW,
                                  contact=ContactInput("phone", "reached", "done", notes="first"))
