@@ -19,6 +19,7 @@ from db.models import (
     Message,
     MessageTemplate,
     Patient,
+    PatientContact,
 )
 from i18n import t
 from queries.filters import DataScope, PeriodFilter, department_clause
@@ -34,6 +35,7 @@ class OutboxFilter:
     channel: str | None = None
     purpose: str | None = None
     offset: int = 0
+    limit: int = PAGE_SIZE  # a download of the whole filtered result asks for more than a page
 
     def describe(self, lang: str, count: int | None = None) -> str:
         parts = []
@@ -72,7 +74,7 @@ def outbox(*, conn: Connection, f: OutboxFilter, scope: DataScope) -> pd.DataFra
             .join(Patient, Patient.id == Message.patient_id)
             .where(*_outbox_where(f, scope))  # type: ignore[arg-type]
             .order_by(Message.scheduled_at.desc(), Message.id.desc())
-            .limit(PAGE_SIZE).offset(f.offset))
+            .limit(f.limit).offset(f.offset))
     rows = conn.execute(stmt).all()
     return pd.DataFrame([r._asdict() for r in rows],
                         columns=["id", "scheduled_at", "card_no", "name", "channel", "purpose", "template_code",
@@ -174,3 +176,62 @@ def experiment_results(*, conn: Connection, experiment_id: int, as_of: date) -> 
     return pd.DataFrame(out, columns=["arm", "n", "followup_completed", "followup_rate", "followup_ci_low",
                                       "followup_ci_high", "visit_kept", "visit_rate", "visit_ci_low",
                                       "visit_ci_high"])
+
+
+# --- one patient: contact settings and the 360° timeline's messages --------------------------------
+
+
+@dataclass(frozen=True)
+class ContactView:
+    patient_id: int
+    version: int
+    phone: str
+    email: str
+    wechat: str
+    app: str
+    channel_prefs: tuple[str, ...]
+    language: str
+
+
+def patient_contact_settings(*, conn: Connection, patient_id: int) -> ContactView | None:
+    row = conn.execute(select(Patient.version, Patient.phone, Patient.channel_prefs, Patient.language)
+                       .where(Patient.id == patient_id)).first()
+    if row is None:
+        return None
+    contacts = {str(c): str(a) for c, a in conn.execute(select(PatientContact.channel, PatientContact.address)
+                                                        .where(PatientContact.patient_id == patient_id))}
+    return ContactView(patient_id=patient_id, version=int(row.version), phone=row.phone or "",
+                       email=contacts.get("email", ""), wechat=contacts.get("wechat", ""),
+                       app=contacts.get("app", ""), channel_prefs=tuple(row.channel_prefs or ()),
+                       language=str(row.language or "zh_CN"))
+
+
+def patient_message_events(*, conn: Connection, patient_id: int, lang: str, limit: int = 100,
+                           ) -> list[tuple[datetime, str, str, str]]:
+    """The 360° timeline's rows for messages: (at, kind, title, detail), newest first.
+
+    kind "message" for reminders, "education" for an education item sent, "message_opened"/"education_opened"
+    when the channel reported an open. title: channel · template code (or the item's title); detail: the
+    status (with the last error of a failure) and the text, in `lang`.
+    """
+    m = Message
+    # When it happened: sent (or delivered) at, otherwise when it is or was scheduled.
+    at = func.coalesce(m.sent_at, m.scheduled_at)
+    rows = conn.execute(
+        select(at.label("at"), m.channel, m.status, m.template_code, m.body, m.last_error, m.opened_at,
+               EducationItem.title)
+        .outerjoin(EducationItem, EducationItem.id == m.education_item_id)
+        .where(m.patient_id == patient_id).order_by(at.desc(), m.id.desc()).limit(limit)).all()
+    out: list[tuple[datetime, str, str, str]] = []
+    for r in rows:
+        education = r.title is not None
+        title = f"{t(f'messaging.channel.{r.channel}', lang)} · {r.title if education else r.template_code or ''}"
+        status = t(f"messaging.status.{r.status}", lang)
+        if r.status == "failed" and r.last_error:
+            status += f" ({r.last_error})"
+        out.append((r.at, "education" if education else "message", title, f"{status}: {r.body}"[:200]))
+        if r.opened_at is not None:
+            out.append((r.opened_at, "education_opened" if education else "message_opened", title,
+                        t("messaging.timeline.opened", lang)))
+    out.sort(key=lambda e: e[0], reverse=True)
+    return out[:limit]

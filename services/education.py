@@ -118,8 +118,11 @@ def offer_for_patient(session: Session, *, card_no: str, user: CurrentUser,
 
 
 def send_item(session: Session, *, item_id: int, card_no: str, user: CurrentUser, now: datetime,
-              policy: rules.Policy = rules.DEFAULT_POLICY, lang: str = "zh_CN") -> Message:
-    """Queue one education item for one patient, after every protective rule; the send job delivers it."""
+              policy: rules.Policy = rules.DEFAULT_POLICY) -> Message:
+    """Queue one education item for one patient, after every protective rule; the send job delivers it.
+
+    The wording follows the patient's language (patients.language), not the nurse's screen.
+    """
     item = session.get(EducationItem, item_id)
     if item is None or not item.active:
         raise UserError("education.not_found")
@@ -139,6 +142,7 @@ def send_item(session: Session, *, item_id: int, card_no: str, user: CurrentUser
     if session.scalar(select(Message.id).where(Message.idempotency_key == key)) is not None:
         raise UserError("education.already_sent")
     tpl = templates.get_template(session, "education")
+    lang = patient.language
     dept = session.get(Department, patient.department_id) if patient.department_id else None
     reading = item.title + (f" {item.link}" if item.link else f"：{(item.body or '')[:200]}")
     body = templates.render(templates.body_for(tpl, lang), {

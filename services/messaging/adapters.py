@@ -14,6 +14,8 @@ import smtplib
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -56,13 +58,66 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:400]
 
 
+class BatchingAdapter(Protocol):
+    """An adapter that can hold one gateway connection open for a batch of sends (`with adapter.batch(): ...`)."""
+
+    def batch(self) -> AbstractContextManager[None]: ...
+
+
 class SMTPAdapter:
+    """E-mail over SMTP. Inside `with adapter.batch():` one connection carries every message of the batch (a TCP
+    and TLS handshake and a login per message cost more than the message); outside a batch, one per message.
+    A kept connection the server has dropped (idle timeout, 421) is replaced once: such a connection fails at
+    its first command (MAIL FROM), before any of the message went out; and the Message-ID carries the
+    idempotency key for the rare loss after the data.
+    """
+
     def __init__(self, *, host: str, port: int, sender: str, user: str = "", password: str = "",
                  starttls: bool = False, timeout: float = 10.0) -> None:
         self.host, self.port, self.sender = host, port, sender
         self.user, self.password, self.starttls, self.timeout = user, password, starttls, timeout
+        self._conn: smtplib.SMTP | None = None
+        self._depth = 0
+        self.connections = 0  # opened so far (for tests and the bench)
 
-    def send(self, message: OutgoingMessage) -> DeliveryResult:
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._close()
+
+    def _connect(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        self.connections += 1
+        try:
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if self.user:
+                smtp.login(self.user, self.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+
+    def _mail(self, message: OutgoingMessage) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = message.recipient
@@ -71,23 +126,44 @@ class SMTPAdapter:
         mail["Message-ID"] = message_id(message.idempotency_key)
         mail["X-Idempotency-Key"] = message.idempotency_key
         mail.set_content(message.body)
+        return mail
+
+    def send(self, message: OutgoingMessage) -> DeliveryResult:
+        mail = self._mail(message)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if self.user:
-                    smtp.login(self.user, self.password)
-                refused = smtp.send_message(mail)
-        except smtplib.SMTPRecipientsRefused as exc:
-            return DeliveryResult(False, _short(exc), permanent=True)
-        except smtplib.SMTPResponseException as exc:
-            return DeliveryResult(False, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:400],
-                                  permanent=500 <= exc.smtp_code < 600)
-        except (OSError, smtplib.SMTPException) as exc:
-            return DeliveryResult(False, _short(exc))
-        if refused:
-            return DeliveryResult(False, f"refused: {refused}"[:400], permanent=True)
-        return DeliveryResult(True, provider_id=mail["Message-ID"])
+            return self._send(mail)
+        finally:
+            if self._depth == 0:
+                self._close()
+
+    def _send(self, mail: EmailMessage) -> DeliveryResult:
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                refused = self._conn.send_message(mail)
+            except smtplib.SMTPRecipientsRefused as exc:
+                return DeliveryResult(False, _short(exc), permanent=True)  # smtplib has reset the session
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:  # the server is closing the connection
+                    self._drop()
+                    if reused and attempt == 1:
+                        continue
+                return DeliveryResult(False, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:400],
+                                      permanent=500 <= exc.smtp_code < 600)
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                self._drop()
+                if reused and attempt == 1:
+                    continue  # a kept connection went stale between messages: once more on a new one
+                return DeliveryResult(False, _short(exc))
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()  # a timeout or a protocol error leaves the connection in an unknown state
+                return DeliveryResult(False, _short(exc))
+            if refused:
+                return DeliveryResult(False, f"refused: {refused}"[:400], permanent=True)
+            return DeliveryResult(True, provider_id=mail["Message-ID"])
+        return DeliveryResult(False, "SMTP connection lost twice")  # pragma: no cover - the loop returns
 
 
 class HttpGatewayAdapter:

@@ -8,6 +8,7 @@ leaves the lease to expire; the resend carries the same idempotency key, which t
 
 from __future__ import annotations
 
+import contextlib
 import time as _time
 import typing
 from collections.abc import Callable, Mapping
@@ -20,12 +21,15 @@ from sqlalchemy.orm import Session
 from db.models import Message, Patient
 from services import audit
 from services.messaging import rules
-from services.messaging.adapters import ChannelAdapter, DeliveryResult, OutgoingMessage
+from services.messaging.adapters import BatchingAdapter, ChannelAdapter, DeliveryResult, OutgoingMessage
 
 LEASE = timedelta(minutes=10)
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=6)
 MAX_ATTEMPTS = 5
+# E-mail subjects in the patient's language (the body was rendered in it at queue time).
+SUBJECTS = {("reminder", "zh_CN"): "Careloop 健康提醒", ("education", "zh_CN"): "Careloop 健康知识",
+            ("reminder", "en"): "Careloop health reminder", ("education", "en"): "Careloop health reading"}
 _table = typing.cast(Table, Message.__table__)
 
 
@@ -62,9 +66,12 @@ def claim(session_factory: Callable[[], Session], *, now: datetime, batch: int) 
                .where(Message.status.in_(("queued", "sending")), Message.scheduled_at <= now)
                .order_by(Message.scheduled_at, Message.id).limit(batch))
         if s.get_bind().dialect.name == "postgresql":
+            # A CTE runs once. As "id IN (subquery)" the planner may rescan the subquery per outer row, and
+            # SKIP LOCKED then skips the rows this very UPDATE has just changed: the batch overran its LIMIT.
             due = due.with_for_update(skip_locked=True)
+        ids = due.cte("due")
         stmt = (update(_table)
-                .where(_table.c.id.in_(due.scalar_subquery()), _table.c.status.in_(("queued", "sending")),
+                .where(_table.c.id.in_(select(ids.c.id)), _table.c.status.in_(("queued", "sending")),
                        _table.c.scheduled_at <= now)
                 .values(status="sending", attempts=_table.c.attempts + 1, scheduled_at=now + LEASE)
                 .returning(_table.c.id))
@@ -111,7 +118,8 @@ def _prepare(s: Session, ids: list[int], *, now: datetime, policy: rules.Policy,
             continue
         week[patient.id] = week.get(patient.id, 0) + 1  # the batch's own sends count towards the cap
         assert m.recipient is not None
-        subject = "Careloop 健康提醒" if m.purpose != "education" else "Careloop 健康知识"
+        kind = "education" if m.purpose == "education" else "reminder"
+        subject = SUBJECTS[(kind, "en" if patient.language == "en" else "zh_CN")]  # the patient's language
         recipient = (rules.normalise_phone(m.recipient) or m.recipient) if m.channel == "sms" else m.recipient
         out.append((OutgoingMessage(id=m.id, idempotency_key=m.idempotency_key, channel=m.channel,
                                     recipient=recipient, body=m.body, subject=subject), m.attempts))
@@ -125,6 +133,19 @@ def _deliver(adapter: ChannelAdapter | None, out: OutgoingMessage) -> DeliveryRe
         return adapter.send(out)
     except Exception as exc:  # noqa: BLE001 - an adapter bug is a recorded failure, never a crashed job
         return DeliveryResult(False, f"{type(exc).__name__}: {exc}"[:400])
+
+
+def _batches(adapters: Mapping[str, ChannelAdapter], channels: set[str]) -> contextlib.ExitStack:
+    """One gateway connection per adapter for the batch, where the adapter can keep one (SMTP)."""
+    stack = contextlib.ExitStack()
+    seen: set[int] = set()
+    for channel in sorted(channels):
+        adapter = adapters.get(channel)
+        if adapter is None or id(adapter) in seen or not hasattr(adapter, "batch"):
+            continue
+        seen.add(id(adapter))
+        stack.enter_context(typing.cast(BatchingAdapter, adapter).batch())
+    return stack
 
 
 def send_due(session_factory: Callable[[], Session], *, now: datetime, adapters: Mapping[str, ChannelAdapter],
@@ -142,7 +163,8 @@ def send_due(session_factory: Callable[[], Session], *, now: datetime, adapters:
         # transaction for the outcomes: three commits per batch, not per message.
         with session_factory() as s, s.begin():
             prepared = _prepare(s, ids, now=now, policy=policy, max_attempts=max_attempts, counts=counts)
-        results = [(out, attempts, _deliver(adapters.get(out.channel), out)) for out, attempts in prepared]
+        with _batches(adapters, {out.channel for out, _ in prepared}):
+            results = [(out, attempts, _deliver(adapters.get(out.channel), out)) for out, attempts in prepared]
         with session_factory() as s, s.begin():
             for status in ("sent", "delivered"):
                 # All successes of the batch in one statement, still only where the claim is ours.

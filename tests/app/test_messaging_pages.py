@@ -11,7 +11,16 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from db.models import Department, EducationItem, Experiment, ExperimentAssignment, Message, User
+from db.models import (
+    Department,
+    EducationItem,
+    Experiment,
+    ExperimentAssignment,
+    Message,
+    Patient,
+    PatientContact,
+    User,
+)
 from i18n import t
 from services import auth, clock
 from services.auth import LoginPolicy
@@ -169,3 +178,69 @@ def test_admin_starts_an_experiment(app_db: Engine) -> None:
     assert any("exam_channel" in s.value for s in at.success)
     with Session(app_db) as s:
         assert s.scalars(select(Experiment.variant).where(Experiment.code == "exam_channel")).one() == "channel"
+
+
+def _patient_page(engine: Engine, username: str, lang: str = "en") -> AppTest:
+    at = _app(engine, username, lang)
+    at.query_params["card"] = "CL0000001"
+    at.run()
+    at.switch_page("app_pages/patient.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _mine(engine: Engine) -> int:
+    with Session(engine) as s:
+        return int(s.scalars(select(Patient.id).where(Patient.card_no == "CL0000001")).one())
+
+
+def _save_contacts(at: AppTest, lang: str) -> AppTest:
+    [button] = [b for b in at.button if b.label == t("messaging.contacts.save", lang)]
+    return button.click().run()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_360_view_shows_messages_and_the_contact_form(app_db: Engine, lang: str) -> None:
+    at = _patient_page(app_db, "nurse", lang)
+    # The 360° timeline lists the patient's message with its channel, template and status.
+    timeline = at.dataframe[0].value
+    assert t("messaging.timeline_kind.message", lang) in set(timeline.iloc[:, 1])
+    assert any(str(v).startswith(t("messaging.status.queued", lang)) for v in timeline.iloc[:, 3])
+    assert t("messaging.contacts.title", lang) in [h.value for h in at.subheader]
+    assert at.text_input(key=f"ct_email_{_mine(app_db)}").label == t("messaging.contacts.email", lang)
+
+
+def test_nurse_edits_contacts_bad_email_saves_nothing(app_db: Engine) -> None:
+    # Clicking runs in the default language only: AppTest re-applies every selectbox's format_func (the
+    # page's translated labels) outside the script run, where the session's language is not visible.
+    lang = "zh_CN"
+    at = _patient_page(app_db, "nurse", lang)
+    pid = _mine(app_db)
+    at.text_input(key=f"ct_email_{pid}").input("not-an-address")
+    at = _save_contacts(at, lang)
+    assert not at.exception, at.exception
+    assert t("messaging.contacts.bad_email", lang, email="not-an-address") in [e.value for e in at.error]
+    with Session(app_db) as s:
+        assert s.scalars(select(PatientContact)).all() == []
+    at.text_input(key=f"ct_email_{pid}").input("wang.xm@example.cn")
+    at.text_input(key=f"ct_phone_{pid}").input("010-12345678")
+    at.multiselect(key=f"ct_prefs_{pid}").set_value(["sms"])
+    at = _save_contacts(at, lang)
+    assert t("messaging.contacts.phone_not_sms", lang, phone="010-12345678") in [e.value for e in at.error]
+    at.text_input(key=f"ct_phone_{pid}").input("13912345678")
+    at.multiselect(key=f"ct_prefs_{pid}").set_value(["email", "sms"])
+    at.selectbox(key=f"ct_lang_{pid}").set_value("en")
+    at = _save_contacts(at, lang)
+    assert not at.error, [e.value for e in at.error]
+    assert t("messaging.contacts.saved", lang) in [m.value for m in at.success]
+    with Session(app_db) as s:
+        p = s.scalars(select(Patient).where(Patient.card_no == "CL0000001")).one()
+        assert (p.phone, p.channel_prefs, p.language) == ("13912345678", ["email", "sms"], "en")
+        assert [(c.channel, c.address) for c in s.scalars(select(PatientContact))] == [("email", "wang.xm@example.cn")]
+
+
+@pytest.mark.parametrize("role", ["manager", "quality"])
+def test_contact_form_is_not_offered_to_other_roles(app_db: Engine, role: str) -> None:
+    at = _patient_page(app_db, role)
+    assert t("messaging.contacts.save", "en") not in [b.label for b in at.button]
+    assert f"ct_email_{_mine(app_db)}" not in [w.key for w in at.text_input]

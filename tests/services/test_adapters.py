@@ -38,6 +38,37 @@ def test_smtp_delivers_to_a_real_server() -> None:
         assert isinstance(payload, bytes) and "复诊" in payload.decode("utf-8")
 
 
+def test_smtp_batch_keeps_one_connection() -> None:
+    with smtp_server() as (port, sink):
+        adapter = SMTPAdapter(host="127.0.0.1", port=port, sender="careloop@hospital.cn", timeout=5)
+        with adapter.batch():
+            for i in range(5):
+                assert adapter.send(_msg("email", "zhang.san@example.cn", key=f"b:{i}")).ok
+        assert adapter.connections == 1 and len(set(sink.peers)) == 1 and len(sink.messages) == 5
+        # Outside a batch every message has its own connection, closed after it.
+        for i in range(2):
+            assert adapter.send(_msg("email", "zhang.san@example.cn", key=f"s:{i}")).ok
+        assert adapter.connections == 3 and len(set(sink.peers)) == 3
+
+
+def test_smtp_batch_reconnects_once_when_the_server_dropped_it() -> None:
+    port = free_port()
+    adapter = SMTPAdapter(host="127.0.0.1", port=port, sender="careloop@hospital.cn", timeout=5)
+    with adapter.batch():
+        with smtp_server(port) as (_, first):
+            assert adapter.send(_msg("email", "a@example.cn", key="r:1")).ok
+        # The server restarted: the kept connection is dead; the next message goes on a new one, once.
+        with smtp_server(port) as (_, second):
+            result = adapter.send(_msg("email", "a@example.cn", key="r:2"))
+            assert result.ok, result.error
+            assert adapter.send(_msg("email", "a@example.cn", key="r:3")).ok
+        assert [len(first.messages), len(second.messages)] == [1, 2]
+        assert adapter.connections == 2
+        # No server at all: a recorded, retryable failure, not an exception.
+        failed = adapter.send(_msg("email", "a@example.cn", key="r:4"))
+        assert not failed.ok and not failed.permanent
+
+
 def test_smtp_unreachable_is_a_retryable_failure() -> None:
     adapter = SMTPAdapter(host="127.0.0.1", port=free_port(), sender="careloop@hospital.cn", timeout=2)
     result = adapter.send(_msg("email", "a@b.cn"))

@@ -12,10 +12,10 @@ from sqlalchemy import Engine, select
 from db.engine import session_factory
 from db.models import AuditLog, Message
 from services.messaging import sender
-from services.messaging.adapters import DeliveryResult, HttpSmsAdapter, OutgoingMessage
+from services.messaging.adapters import DeliveryResult, HttpSmsAdapter, OutgoingMessage, SMTPAdapter
 from tests.factories import create_patient
 from tests.factories_messaging import consent, message
-from tests.support.gateways import http_gateway
+from tests.support.gateways import http_gateway, smtp_server
 
 T0 = datetime(2026, 6, 15, 9, 0)
 
@@ -162,3 +162,32 @@ def test_live_lease_is_not_taken(engine: Engine) -> None:
     adapter = Counting()
     assert sender.send_due(session_factory(engine), now=T0, adapters={"sms": adapter}).claimed == 0
     assert not adapter.keys
+
+
+def test_email_batch_goes_over_one_smtp_connection(engine: Engine) -> None:
+    ids = _setup(engine, 7, channel="email", recipient="zhang.san@example.cn")
+    with smtp_server() as (port, sink):
+        smtp = SMTPAdapter(host="127.0.0.1", port=port, sender="careloop@hospital.cn", timeout=5)
+        counts = sender.send_due(session_factory(engine), now=T0, adapters={"email": smtp}, batch=5)
+    assert counts.sent == 7 and len(sink.messages) == 7
+    # Two claimed batches (5 + 2): two connections, each closed when its batch was done.
+    assert smtp.connections == 2 and len(set(sink.peers)) == 2 and smtp._conn is None
+    assert {_get(engine, i).status for i in ids} == {"sent"}
+
+
+def test_email_subject_follows_the_patients_language(engine: Engine) -> None:
+    with session_factory(engine)() as s, s.begin():
+        en = create_patient(s, language="en")
+        zh = create_patient(s)
+        for p in (en, zh):
+            consent(s, p.id)
+            message(s, p.id, channel="email", recipient="a@example.cn", scheduled_at=T0 - timedelta(minutes=1))
+    seen: dict[str, str] = {}
+
+    class Subjects:
+        def send(self, m: OutgoingMessage) -> DeliveryResult:
+            seen[m.recipient + str(m.id)] = m.subject
+            return DeliveryResult(True)
+
+    assert sender.send_due(session_factory(engine), now=T0, adapters={"email": Subjects()}).sent == 2
+    assert sorted(seen.values()) == ["Careloop health reminder", "Careloop 健康提醒"]

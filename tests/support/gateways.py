@@ -26,18 +26,21 @@ def free_port() -> int:
 @dataclass
 class SmtpSink:
     messages: list[Any] = field(default_factory=list)
+    peers: list[Any] = field(default_factory=list)  # the client end of the connection each message came on
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
         self.messages.append(envelope)
+        self.peers.append(session.peer)
         return "250 Message accepted for delivery"
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[int, SmtpSink]]:
+def smtp_server(port: int | None = None) -> Iterator[tuple[int, SmtpSink]]:
+    """A local SMTP server (on `port`, to restart one in place, or a free one); stopping it drops its clients."""
     from aiosmtpd.controller import Controller
 
     sink = SmtpSink()
-    port = free_port()
+    port = port or free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
