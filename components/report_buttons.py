@@ -14,11 +14,11 @@ from config import Settings
 from db.engine import transaction
 from queries import report_data
 from queries.filters import DataScope
-from reports.batch import build_batch
+from reports.batch import build_batch_with_result, default_workers
 from reports.patient_report import build_patient_report
 from reports.quality_report import build_quality_report
 from reports.tables import file_name
-from services import clock
+from services import clock, topbox_rollup
 from services.auth import CurrentUser
 from services.exports import record_report
 
@@ -56,6 +56,8 @@ def patient_report_button(card_no: str, user: CurrentUser | None) -> None:
 def quality_report_pdf(engine: Engine, *, date_from: date, date_to: date, department_id: int | None,
                        user: CurrentUser | None, lang: str, settings: Settings, scope: DataScope,
                        description: str) -> bytes:
+    with transaction(engine) as session:
+        topbox_rollup.refresh(session)  # its own short transaction: survey submissions wait for it, not the PDF
     with transaction(engine) as session:
         pdf = build_quality_report(session.connection(), date_from=date_from, date_to=date_to,
                                    department_id=department_id, lang=lang, now=clock.now(settings.timezone),
@@ -98,9 +100,15 @@ def build_segment_zip(*, card_nos: list[str], user: CurrentUser, language: str, 
     def show(done: int, total: int) -> None:
         bar.progress(done / total if total else 1.0, text=tr("reports.page.progress", done=done, total=total))
 
-    payload = build_batch(engine, card_nos=card_nos, lang=language, now=clock.now(settings.timezone),
-                          settings=settings, progress=show)
+    payload, result = build_batch_with_result(engine, card_nos=card_nos, lang=language,
+                                              now=clock.now(settings.timezone), settings=settings, progress=show,
+                                              workers=default_workers(len(card_nos)))
     with transaction(engine) as session:
         record_report(session, user, kind="patient_report_batch", filter_desc=description, lang=language,
-                      patients=len(card_nos))
+                      patients=result.written)
+        # Each report in the zip is a read of that patient's record: one row per patient, naming the batch.
+        ids = report_data.patient_ids(conn=session, card_nos=result.cards)
+        for card in result.cards:
+            record_report(session, user, kind="patient_report", filter_desc=f"batch: {description}",
+                          patient_id=ids.get(card), card_no=card, lang=language)
     return payload

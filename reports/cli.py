@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from datetime import date
@@ -13,7 +14,7 @@ import i18n
 from config import ConfigError, Settings, database_url, load_settings
 from db.engine import transaction
 from queries import report_data
-from services import clock
+from services import clock, topbox_rollup
 from services.errors import UserError
 from services.exports import record_report
 
@@ -29,6 +30,15 @@ def cli_settings() -> Settings:
                         institution_name=os.environ.get("CARELOOP_INSTITUTION_NAME", "Careloop"),
                         logo_path=os.environ.get("CARELOOP_LOGO_PATH") or None,
                         timezone=os.environ.get("CARELOOP_TIMEZONE", "Asia/Shanghai"))
+
+
+def _who(out: str) -> dict[str, str]:
+    """The command line has no signed-in user: the audit row names the operating-system account and the file."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        account = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return {"os_user": account, "out": str(Path(out).resolve())}
 
 
 def _write(out: str, data: bytes) -> None:
@@ -50,7 +60,8 @@ def report_patient(engine: Engine, *, card_no: str, out: str, lang: str) -> int:
             pdf = build_patient_report(s, card_no=card_no, lang=lang, now=now, settings=settings)
             patient = report_data.find_patient(conn=s, card_no=card_no, lang=lang)
             record_report(s, None, kind="patient_report", filter_desc=f"card {card_no}",
-                          patient_id=patient.id if patient else None, card_no=card_no, lang=lang)
+                          patient_id=patient.id if patient else None, card_no=card_no, lang=lang,
+                          extra=_who(out))
             _write(out, pdf)
     except UserError as exc:
         print(i18n.t(exc.key, lang, **exc.params), file=sys.stderr)
@@ -71,6 +82,8 @@ def report_quality(engine: Engine, *, date_from: date, date_to: date, department
     now = clock.now(settings.timezone)
     try:
         with transaction(engine) as s:
+            topbox_rollup.refresh(s)  # its own short transaction: survey submissions wait for it, not the PDF
+        with transaction(engine) as s:
             conn = s.connection()
             dept_id = None
             if department:
@@ -81,8 +94,9 @@ def report_quality(engine: Engine, *, date_from: date, date_to: date, department
             pdf = build_quality_report(conn, date_from=date_from, date_to=date_to, department_id=dept_id, lang=lang,
                                        now=now, settings=settings)
             record_report(s, None, kind="quality_report",
-                          filter_desc=f"{date_from.isoformat()}..{date_to.isoformat()} {department or 'all'}",
-                          lang=lang)
+                          filter_desc=f"{date_from.isoformat()}..{date_to.isoformat()} "
+                                      f"{department.strip().upper() if department else 'all departments'}",
+                          lang=lang, extra=_who(out))
             _write(out, pdf)
     except UserError as exc:
         print(i18n.t(exc.key, lang, **exc.params), file=sys.stderr)

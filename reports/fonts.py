@@ -3,6 +3,9 @@
 fpdf2 parses and subsets the font for every document; on the 8 MB full font that costs about half a second
 a report. So reports use a pre-subset copy (ASCII, Latin, punctuation and the 6,763 GB 2312 hanzi), built
 once and cached on disk, and add the full font as a fallback only when a text needs a rarer character.
+Even that copy (8,000 glyphs) took fontTools a quarter of a second per document to decode (cmap, hmtx, glyf,
+post) before subsetting, so its glyphs are read once per process (GlyphStore) and each document embeds a
+small font built from the glyphs it used (prepare_output), which fpdf2 then subsets in milliseconds.
 """
 
 from __future__ import annotations
@@ -204,6 +207,91 @@ def _add_cached(pdf: FPDF) -> bool:
         return False
 
 
+class GlyphStore:
+    """The report font's glyphs, metrics and small tables, read once per process: raw glyph records by name
+    (TrueType outlines, copied as bytes), advance widths, the cmap, and the raw head/hhea/maxp/OS/2/name."""
+
+    def __init__(self, path: Path) -> None:
+        from fontTools.ttLib import TTFont
+
+        font = TTFont(str(path), lazy=True)
+        self.order: list[str] = list(font.getGlyphOrder())
+        self.gid = {name: n for n, name in enumerate(self.order)}
+        reader = font.reader
+        glyf = reader["glyf"]
+        locations = list(font["loca"].locations)
+        self.records = [bytes(glyf[locations[n]:locations[n + 1]]) for n in range(len(self.order))]
+        self.metrics: dict[str, tuple[int, int]] = dict(font["hmtx"].metrics)
+        self.cmap: dict[int, str] = dict(font.getBestCmap())
+        self.raw = {tag: bytes(reader[tag]) for tag in ("head", "hhea", "maxp", "OS/2", "name")}
+        post = font["post"]
+        self.post = {a: getattr(post, a) for a in ("italicAngle", "underlinePosition", "underlineThickness",
+                                                    "isFixedPitch", "minMemType42", "maxMemType42",
+                                                    "minMemType1", "maxMemType1")}
+        font.close()
+
+    def mini_font(self, names: Iterable[str], unicodes: Iterable[int]) -> Any:
+        """A TTFont holding only `names` (and glyphs 0-3, which fpdf2's subsetter always keeps), with the
+        original glyph names so fpdf2 finds each glyph's new id; no composite glyphs in the cached subset
+        (CFF outlines converted one by one), so no closure is needed."""
+        from fontTools.ttLib import TTFont, newTable
+        from fontTools.ttLib.tables._c_m_a_p import CmapSubtable  # type: ignore[import-untyped]
+        from fontTools.ttLib.tables._g_l_y_f import Glyph  # type: ignore[import-untyped]
+
+        keep = sorted(set(self.order[:4]) | {n for n in names if n in self.gid}, key=self.gid.__getitem__)
+        font = TTFont(recalcBBoxes=False, recalcTimestamp=False)
+        font.setGlyphOrder(keep)
+        for tag, data in self.raw.items():
+            table = newTable(tag)
+            table.decompile(data, font)
+            font[tag] = table
+        glyf = newTable("glyf")
+        glyf.glyphOrder = keep
+        glyf.glyphs = {n: Glyph(self.records[self.gid[n]]) for n in keep}
+        font["glyf"] = glyf
+        font["loca"] = newTable("loca")
+        hmtx = newTable("hmtx")
+        hmtx.metrics = {n: self.metrics[n] for n in keep}
+        font["hmtx"] = hmtx
+        post = newTable("post")
+        post.formatType = 3.0
+        for attr, value in self.post.items():
+            setattr(post, attr, value)
+        font["post"] = post
+        sub = CmapSubtable.newSubtable(4)
+        sub.platformID, sub.platEncID, sub.language = 3, 1, 0
+        sub.cmap = {u: self.cmap[u] for u in unicodes if u <= 0xFFFF and u in self.cmap}
+        cmap = newTable("cmap")
+        cmap.tableVersion = 0
+        cmap.tables = [sub]
+        font["cmap"] = cmap
+        return font
+
+
+@cache
+def glyph_store() -> GlyphStore:
+    return GlyphStore(report_font_path())
+
+
+def prepare_output(pdf: FPDF) -> None:
+    """Before pdf.output(): give the report font a small font of the glyphs this document used, so fpdf2's
+    subsetting no longer decodes the whole 8,000-glyph file. Other fonts (the full-font fallback) are left
+    as they are. Relies on fpdf2 internals (pinned 2.8.x); without them the normal path still works."""
+    from fpdf.fonts import TTFFont
+
+    path = str(report_font_path())
+    for font in pdf.fonts.values():
+        subset = getattr(font, "subset", None)
+        if not isinstance(font, TTFFont) or str(font.ttffile) != path or subset is None:
+            continue
+        glyphs = [g for g, _ in subset.items() if g is not None]
+        unicodes = [u for g in glyphs if isinstance(g.unicode, tuple) for u in g.unicode]
+        old = font.ttfont
+        font.ttfont = glyph_store().mini_font((g.glyph_name for g in glyphs), unicodes)
+        if old is not None:
+            old.close()
+
+
 def register(pdf: FPDF, *, texts: Iterable[str] = ()) -> str:
     """Add the report font and return its family name. Regular only: a second style of the same file would be
     parsed and subset again (doubling the cost), so headings use size and colour, and tables pass
@@ -225,5 +313,7 @@ def register(pdf: FPDF, *, texts: Iterable[str] = ()) -> str:
 
 
 def warm_up() -> None:
-    """Build or load the cached subset now (the CLI and benchmarks call this before timing)."""
+    """Build or load the cached subset and read its glyphs now (the CLI, batch workers and benchmarks call
+    this before timing)."""
     subset_charset()
+    glyph_store()

@@ -31,6 +31,10 @@ def _pct(value: float | None) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.1f}"
 
 
+def _share(rate: float | None) -> float | None:
+    return None if rate is None or pd.isna(rate) else float(rate) * 100
+
+
 def _num(value: float | None) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.1f}"
 
@@ -99,12 +103,10 @@ def build_quality_report(conn: Connection, *, date_from: date, date_to: date, de
 
     # top box by item (pooled over the departments in the filter)
     pdf.section(tr("reports.quality.topbox", lang))
-    tb = satisfaction.topbox(conn=conn, f=f, scope=scope, lang=lang)
-    if tb.empty:
+    items = report_data.topbox_by_item(conn=conn, f=f, scope=scope, lang=lang)
+    if items.empty:
         pdf.muted(tr("reports.none", lang))
     else:
-        items = (tb.groupby(["position", "item_code", "item"], as_index=False)[["answers", "top_box"]].sum()
-                 .sort_values("position"))
         pdf.grid([tr(f"reports.col.{c}", lang) for c in ("item", "answers", "top_box", "pct")],
                  [[str(r["item"]), _int(r["answers"]), _int(r["top_box"]),
                    _pct(r["top_box"] / r["answers"] * 100 if r["answers"] else None)] for r in _records(items)],
@@ -117,18 +119,22 @@ def build_quality_report(conn: Connection, *, date_from: date, date_to: date, de
     pdf.para(tr("reports.quality.recovery_value", lang, opened=f"{rs.opened:,}", closed=f"{rs.closed:,}",
                 open=f"{rs.open:,}", overdue=f"{rs.overdue:,}", within=within, hours=_num(rs.mean_hours_to_close)))
 
-    # follow-up completion and contact rates
+    # follow-up completion and contact rates: the Follow-up dashboard's measures (grace 0), read from its
+    # followup_daily rollup, so the figures match the dashboard and cost the same at any scale
     for by, key in (("department", "reports.quality.followup_dept"), ("nurse", "reports.quality.followup_nurse")):
         pdf.section(tr(key, lang))
-        rates = report_data.followup_rates(conn=conn, f=f, scope=scope, by=by, lang=lang)
+        rates = report_data.followup_rates(conn=conn, f=f, scope=scope, by=by, lang=lang, today=now.date())
         if rates.empty:
             pdf.muted(tr("reports.none", lang))
             continue
-        rows = rates.head(40)
-        pdf.grid([tr(f"reports.col.{c}", lang) for c in (by, "due", "done", "completion", "attempts", "contact")],
-                 [[str(r["label"]), _int(r["due"]), _int(r["done"]), _pct(r["completion_pct"]), _int(r["attempts"]),
-                   _pct(r["contact_pct"])] for r in _records(rows)],
-                 widths=(60, 22, 22, 26, 24, 26), align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"))
+        rows = rates.sort_values("due", ascending=False, kind="stable").head(40)
+        pdf.grid([tr(f"reports.col.{c}", lang) for c in (by, "due", "on_time", "completion", "overdue",
+                                                          "attempted", "contact")],
+                 [[str(r["label"]), _int(r["due"]), _int(r["on_time"]), _pct(_share(r["on_time_rate"])),
+                   _int(r["overdue"]), _int(r["attempted"]), _pct(_share(r["contact_rate"]))]
+                  for r in _records(rows)],
+                 widths=(52, 20, 20, 24, 20, 22, 24),
+                 align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"))
 
     # interventions by type
     pdf.section(tr("reports.quality.interventions", lang))

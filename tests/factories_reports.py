@@ -90,7 +90,8 @@ def quality_data(session: Session) -> int:
                                     closed_at=NOW - timedelta(hours=12)))
     p = create_patient(session, department_id=dept.id, name="王小明")
     for status in ("done", "done", "pending", "cancelled"):
-        t = create_task(session, patient_id=p.id, department_id=dept.id, due_date=date(2026, 6, 10), status=status)
+        t = create_task(session, patient_id=p.id, department_id=dept.id, due_date=date(2026, 6, 10), status=status,
+                        attempts=1, completed_at=datetime(2026, 6, 10, 12) if status == "done" else None)
         session.add(FollowupRecord(task_id=t.id, patient_id=p.id, contacted_at=datetime(2026, 6, 10, 11),
                                    method="phone", outcome="reached" if status == "done" else "no_answer"))
     session.add(Intervention(patient_id=p.id, kind="exercise", content="步行", performed_on=date(2026, 6, 11),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 import manage
 from config import Settings
-from db.models import AuditLog, Department
+from db.models import AuditLog, Department, RiskAssessment
 from queries import report_data
 from queries.filters import DataScope, PeriodFilter
 from reports.quality_report import build_quality_report
 from services.errors import UserError
+from tests.factories import create_patient
 from tests.factories_reports import NOW, quality_data, rich_patient
 from tests.reports.pdftext import pdf_text, squash
 
@@ -27,13 +28,15 @@ JUNE = PeriodFilter(date(2026, 6, 1), date(2026, 6, 30))
 def test_followup_rates_and_breakdowns(session: Session) -> None:
     dept_id = quality_data(session)
     conn = session.connection()
-    by_dept = report_data.followup_rates(conn=conn, f=JUNE, scope=ALL, by="department", lang="en")
+    by_dept = report_data.followup_rates(conn=conn, f=JUNE, scope=ALL, by="department", lang="en",
+                                         today=NOW.date())
     row = by_dept[by_dept["key"] == dept_id].iloc[0]
-    # 3 tasks due (the cancelled one left out), 2 done; 4 attempts of which 2 reached.
-    assert (row["due"], row["done"], row["attempts"], row["reached"]) == (3, 2, 4, 2)
-    assert row["completion_pct"] == pytest.approx(200 / 3)
-    assert row["contact_pct"] == pytest.approx(50.0)
-    by_nurse = report_data.followup_rates(conn=conn, f=JUNE, scope=ALL, by="nurse", lang="en")
+    # 3 tasks due (the cancelled one left out), 2 done on the day, 1 pending past its due date; all 3 attempted,
+    # the 2 done ones reached.
+    assert (row["due"], row["on_time"], row["overdue"], row["attempted"], row["reached"]) == (3, 2, 1, 3, 2)
+    assert row["on_time_rate"] == pytest.approx(2 / 3)
+    assert row["contact_rate"] == pytest.approx(2 / 3)
+    by_nurse = report_data.followup_rates(conn=conn, f=JUNE, scope=ALL, by="nurse", lang="en", today=NOW.date())
     assert int(by_nurse["due"].sum()) == 3
     kinds = report_data.interventions_by_kind(conn=conn, f=JUNE, scope=ALL)
     assert kinds.to_dict("records") == [{"kind": "exercise", "count": 1, "patients": 1}]
@@ -41,7 +44,8 @@ def test_followup_rates_and_breakdowns(session: Session) -> None:
     assert risk.to_dict("records") == [{"model": "findrisc", "level": "moderate", "patients": 1}]
     # a nurse of another department sees none of it
     other = DataScope("nurse", (dept_id + 999,))
-    assert report_data.followup_rates(conn=conn, f=JUNE, scope=other, by="department", lang="en").empty
+    assert report_data.followup_rates(conn=conn, f=JUNE, scope=other, by="department", lang="en",
+                                      today=NOW.date()).empty
 
 
 @pytest.mark.parametrize("lang", ["zh_CN", "en"])
@@ -52,10 +56,10 @@ def test_quality_pdf(session: Session, lang: str) -> None:
     text = squash(pdf_text(pdf))
     dept = session.get(Department, dept_id)
     assert dept is not None
-    expected = (["质量汇总", "净推荐值", "n=9", "推荐者4", "贬损者3", "新开1", "已关闭1", "66.7", "50.0", "运动",
+    expected = (["质量汇总", "净推荐值", "n=9", "推荐者4", "贬损者3", "新开1", "已关闭1", "66.7", "按时完成率%", "运动",
                  "FINDRISC", "指标定义", squash(dept.name_zh)] if lang == "zh_CN" else
                 ["Qualitysummary", "NetPromoterScore", "n=9", "4promoters", "3detractors", "Opened1", "closed1",
-                 "66.7", "50.0", "Exercise", "FINDRISC", "Definitions", squash(dept.name_en)])
+                 "66.7", "Ontime%", "Exercise", "FINDRISC", "Definitions", squash(dept.name_en)])
     for phrase in expected:
         assert phrase in text, phrase
 
@@ -95,6 +99,8 @@ def test_cli_patient_report(cli_db: Engine, tmp_path: Path, capsys: pytest.Captu
     with Session(cli_db) as s:
         row = s.scalars(select(AuditLog).where(AuditLog.action == "report")).one()
     assert row.username == "manage.py" and row.entity_id == card and row.patient_id is not None
+    assert row.detail is not None and row.detail["filter"] == f"card {card}" and row.detail["os_user"]
+    assert row.detail["out"] == str(out.resolve()) and row.detail["lang"] == "en"
     assert manage.main(["report", "patient", "NO-SUCH", "--out", str(tmp_path / "x.pdf"), "--lang", "en"]) == 1
     assert "No patient has the card number NO-SUCH." in capsys.readouterr().err
     assert not (tmp_path / "x.pdf").exists()
@@ -107,6 +113,10 @@ def test_cli_quality_report(cli_db: Engine, tmp_path: Path, capsys: pytest.Captu
     args = ["report", "quality", "--from", "2026-06-01", "--to", "2026-06-30", "--out", str(out), "--lang", "en"]
     assert manage.main([*args, "--department", "card"]) == 0
     assert "Net Promoter Score" in pdf_text(out.read_bytes())
+    with Session(cli_db) as s:
+        row = s.scalars(select(AuditLog).where(AuditLog.action == "report")).one()
+    assert row.username == "manage.py" and row.entity == "quality_report" and row.detail is not None
+    assert row.detail["filter"] == "2026-06-01..2026-06-30 CARD" and row.detail["os_user"]
     assert manage.main([*args, "--department", "NOPE"]) == 1
     assert "No department has the code NOPE." in capsys.readouterr().err
     bad = ["report", "quality", "--from", "2026-07-01", "--to", "2026-06-01", "--out", str(out)]
@@ -117,3 +127,20 @@ def test_cli_quality_report(cli_db: Engine, tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as exc:
         manage.main(["report", "quality", "--from", "June", "--to", "2026-06-30", "--out", str(out)])
     assert exc.value.code == 2
+
+
+def test_risk_distribution_counts_each_patient_once_at_the_latest_level(session: Session) -> None:
+    dept_id = quality_data(session)  # one patient: findrisc "moderate" at NOW
+    other = create_patient(session, department_id=dept_id)
+    for patient_id, at, level in ((other.id, NOW - timedelta(days=20), "low"), (other.id, NOW, "high"),
+                                  (other.id, NOW, "very_high"),  # same time: the later row (higher id) wins
+                                  (other.id, NOW - timedelta(days=60), "low")):  # before June: not counted
+        session.add(RiskAssessment(patient_id=patient_id, model="findrisc", model_version="v", assessed_at=at,
+                                   score=1, level=level, inputs={}, factors=[]))
+    session.flush()
+    conn = session.connection()
+    risk = report_data.risk_distribution(conn=conn, f=JUNE, scope=ALL)
+    assert risk.to_dict("records") == [{"model": "findrisc", "level": "moderate", "patients": 1},
+                                       {"model": "findrisc", "level": "very_high", "patients": 1}]
+    dept_only = PeriodFilter(JUNE.date_from, JUNE.date_to, (dept_id + 999,), ("none",))
+    assert report_data.risk_distribution(conn=conn, f=dept_only, scope=ALL).empty
