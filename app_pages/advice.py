@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import data
 from components.care_data import labelled
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, tr
 from queries import advice as advice_q
@@ -28,8 +29,8 @@ with data.read() as conn:
 # show
 st.subheader(tr("care.advice_page.table"))
 shown = table.assign(category=table["category"].map(lambda c: tr(f"care.advice.category.{c}")))
-st.dataframe(shown.rename(columns={c: tr(f"care.advice_page.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+data_table(shown.rename(columns={c: tr(f"care.advice_page.col.{c}") for c in shown.columns}), name="advice",
+           caption=False, description=tr("reports.table_rows", table=tr("care.advice_page.table"), n=len(shown)))
 
 st.subheader(tr("care.advice_page.edit_title"))
 pick_options = [NEW, *table["code"].tolist()]

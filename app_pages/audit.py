@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from queries.admin import AuditFilter, audit_actions, audit_entries
@@ -33,5 +36,16 @@ with data.read() as conn:
 
 # show
 st.caption(tr("audit.caption", shown=len(rows), total=total, what=f.describe(lang())))
-st.dataframe(rows.rename(columns={c: tr(f"audit.col.{c}") for c in rows.columns}), hide_index=True,
-             width="stretch")
+
+
+def _shaped(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns={c: tr(f"audit.col.{c}") for c in frame.columns})
+
+
+def _all_rows(limit: int) -> pd.DataFrame:
+    with data.read() as conn:
+        return _shaped(audit_entries(conn=conn, f=replace(f, limit=limit))[1])
+
+
+data_table(_shaped(rows), name="audit_log", description=f.describe(lang()), caption=False, full=_all_rows,
+           total=total)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -40,12 +42,23 @@ if band:
     parts.append(tr(f"satisfaction.band_{band}"))
 if keyword:
     parts.append(tr("satisfaction.keyword_is", keyword=keyword))
-st.caption(tr("filter.separator").join(parts))
+described = tr("filter.separator").join(parts)
+st.caption(described)
 if rows.empty:
     st.info(tr("satisfaction.no_comments"))
 else:
     cols = ["submitted_at", "department", "nps_score", "channel", "doctor", "comment"]
-    shown = rows[cols].assign(channel=rows["channel"].map(lambda c: tr(f"satisfaction.channel.{c}") if c else ""))
-    st.dataframe(shown.rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols}), hide_index=True,
-                 width="stretch")
+
+    def _shaped(found: pd.DataFrame) -> pd.DataFrame:
+        return found[cols].assign(
+            channel=found["channel"].map(lambda c: tr(f"satisfaction.channel.{c}") if c else "")).rename(
+            columns={c: tr(f"satisfaction.col.{c}") for c in cols})
+
+    def _all_comments(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            found, _ = sq.comments(conn=conn, f=f, scope=scope, band=band, keyword=keyword or None, lang=lang(),
+                                   limit=limit)
+        return _shaped(found)
+
+    data_table(_shaped(rows), name="comments", caption=False, full=_all_comments, total=total, description=described)
     st.caption(tr("satisfaction.page_of", shown=len(rows), total=total))

@@ -7,6 +7,7 @@ from datetime import date
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import settings_or_stop, tr
 from queries.messaging import education_items
@@ -27,8 +28,8 @@ if items.empty:
     st.info(tr("education.empty"))
 else:
     shown = items.assign(active=items["active"].map(lambda v: tr("education.yes") if v else tr("education.no")))
-    st.dataframe(shown.rename(columns={c: tr(f"education.col.{c}") for c in items.columns}), hide_index=True,
-                 width="stretch")
+    data_table(shown.rename(columns={c: tr(f"education.col.{c}") for c in items.columns}), name="education_items",
+               caption=False, description=tr("reports.table_rows", table=tr("education.title"), n=len(items)))
 
 if user.role == "admin":
     st.header(tr("education.edit"))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -36,8 +38,8 @@ st.caption(f.describe(lang()))
 if reach.empty:
     st.info(tr("engagement.no_education"))
 else:
-    st.dataframe(reach.rename(columns={c: tr(f"engagement.col.{c}") for c in reach.columns}), hide_index=True,
-                 width="stretch")
+    data_table(reach.rename(columns={c: tr(f"engagement.col.{c}") for c in reach.columns}), name="education_reach",
+               caption=False, description=f.describe(lang()))
 
 st.header(tr("engagement.experiments"))
 if tests.empty:
@@ -61,7 +63,10 @@ else:
                   tr("engagement.col.followup"): ci(r.followup_rate, r.followup_ci_low, r.followup_ci_high),
                   tr("engagement.col.visit"): ci(r.visit_rate, r.visit_ci_low, r.visit_ci_high)}
                  for r in res.itertuples()]
-        st.dataframe(shown, hide_index=True, width="stretch")
+        data_table(pd.DataFrame(shown), name=f"experiment_{exp['code']}", caption=False,
+                   description=tr("engagement.experiment_caption", rule=exp["rule"],
+                                  variant=tr(f"engagement.variant.{exp['variant']}"), a=exp["arm_a"],
+                                  b=exp["arm_b"], start=str(exp["started_on"])))
         st.caption(tr("engagement.ci_note"))
 
 if user.role == "admin":

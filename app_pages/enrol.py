@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from db.models import CONSENT_PURPOSES, SEXES
@@ -84,10 +85,11 @@ if submitted and isinstance(pending, svc.PatientInput):
 dups = st.session_state.get("enrol_duplicates")
 if dups and isinstance(pending, svc.PatientInput):
     st.warning(tr("patients.err.duplicates", n=len(dups)))
-    st.dataframe(pd.DataFrame(
+    data_table(pd.DataFrame(
         [(d.card_no, d.name, d.birth_date, tr(f"patients.dup.{d.reason}")) for d in dups],
         columns=[tr("patients.col.card_no"), tr("patients.col.name"), tr("patients.col.birth_date"),
-                 tr("patients.dup.reason")]), hide_index=True, width="stretch")
+                 tr("patients.dup.reason")]), name="enrol_duplicates", caption=False,
+        description=tr("patients.err.duplicates", n=len(dups)))
     labels = {d.patient_id: f"{d.card_no} {d.name}" for d in dups}
     existing = st.selectbox(tr("patients.dup.pick"), options=list(labels), format_func=lambda i: labels[i])
     c1, c2 = st.columns(2)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import data, followup_charts, followup_data, kpi
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -64,10 +65,11 @@ else:
                                                   group=by_text, rate=tr("fu_dash.col.on_time_rate"),
                                                   due=tr("fu_dash.col.due")), width="stretch")
     st.markdown(f"**{tr('fu_dash.table_title', by=by_text, scope=scope_text)}**")
-    st.dataframe(groups.drop(columns=["key"]).rename(columns={c: tr(f"fu_dash.col.{c}") for c in groups.columns}),
-                 hide_index=True, width="stretch",
-                 column_config={tr("fu_dash.col.on_time_rate"): st.column_config.NumberColumn(format="percent"),
-                                tr("fu_dash.col.contact_rate"): st.column_config.NumberColumn(format="percent")})
+    data_table(groups.drop(columns=["key"]).rename(columns={c: tr(f"fu_dash.col.{c}") for c in groups.columns}),
+               name=f"followup_completion_by_{by}", caption=False,
+               description=tr("fu_dash.table_title", by=by_text, scope=scope_text),
+               column_config={tr("fu_dash.col.on_time_rate"): st.column_config.NumberColumn(format="percent"),
+                              tr("fu_dash.col.contact_rate"): st.column_config.NumberColumn(format="percent")})
     keys = {i: (None if pd.isna(k) else k, str(lbl)) for i, (k, lbl) in enumerate(zip(groups["key"], groups["label"],
                                                                                         strict=True))}
     pick = st.selectbox(tr("fu_dash.drill"), list(keys), format_func=lambda i: keys[i][1],
@@ -77,11 +79,20 @@ else:
         drill = q.completion_drilldown(conn=conn, f=f, scope=scope, by=by,
                                        key=int(key) if by != "month" and key is not None else key)
     st.caption(tr("fu_dash.drill_caption", n=len(drill), group=keys[pick][1]))
-    drill = drill.assign(status=drill["status"].map(lambda s: tr(f"task_status.{s}")))
-    st.dataframe(drill.rename(columns={c: tr(f"fu_dash.col.{c}") for c in drill.columns
-                                       if c not in ("on_time", "reached")}
-                              | {"on_time": tr("fu_dash.col.on_time"), "reached": tr("fu_dash.col.reached")}),
-                 hide_index=True, width="stretch")
+
+    def _drill_shaped(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.assign(status=rows["status"].map(lambda s: tr(f"task_status.{s}")))
+        return rows.rename(columns={c: tr(f"fu_dash.col.{c}") for c in rows.columns
+                                    if c not in ("on_time", "reached")}
+                           | {"on_time": tr("fu_dash.col.on_time"), "reached": tr("fu_dash.col.reached")})
+
+    def _drill_all(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            return _drill_shaped(q.completion_drilldown(conn=conn, f=f, scope=scope, by=by, limit=limit,
+                                                        key=int(key) if by != "month" and key is not None else key))
+
+    data_table(_drill_shaped(drill), name="followup_tasks", caption=False, full=_drill_all,
+               description=tr("filter.separator").join([by_text, keys[pick][1], scope_text]))
 
 st.subheader(tr("fu_dash.hearts"))
 as_of = st.date_input(tr("fu_dash.hearts_as_of"), value=today, max_value=today, key="fu_dash_hearts_as_of")
@@ -100,6 +111,7 @@ if h.total:
                                                               scope=scope_text),
                                             cohort=tr("fu_dash.cohort"), patients=tr("fu_dash.patients")),
                     width="stretch")
-st.dataframe(cohorts.rename(columns={"cohort": tr("fu_dash.cohort"), "patients": tr("fu_dash.patients"),
-                                     "share": tr("fu_dash.share")}), hide_index=True, width="stretch",
-             column_config={tr("fu_dash.share"): st.column_config.NumberColumn(format="percent")})
+data_table(cohorts.rename(columns={"cohort": tr("fu_dash.cohort"), "patients": tr("fu_dash.patients"),
+                                   "share": tr("fu_dash.share")}), name="hearts_cohorts", caption=False,
+           description=tr("filter.separator").join([tr("fu_dash.hearts"), h.as_of.isoformat(), scope_text]),
+           column_config={tr("fu_dash.share"): st.column_config.NumberColumn(format="percent")})

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from components import data, followup_data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from queries import followup as q
@@ -53,8 +54,9 @@ if rows.empty:
     st.info(tr("fu_iv.none"))
 else:
     shown = rows.assign(kind=rows["kind"].map(lambda k: tr(f"intervention_kind.{k}")))
-    st.dataframe(shown.rename(columns={c: tr(f"fu_iv.col.{c}") for c in rows.columns}), hide_index=True,
-                 width="stretch")
+    data_table(shown.rename(columns={c: tr(f"fu_iv.col.{c}") for c in rows.columns}), name="interventions",
+               caption=False, patient_id=patient_id,
+               description=tr("fu_iv.list", name=f"{name} ({card_no})", n=len(rows)))
     c1, c2 = st.columns([3, 1])
     labels = {int(i): f"#{i} · {on} · {tr(f'intervention_kind.{k}')}" for i, on, k in
               zip(rows["intervention_id"].tolist(), rows["performed_on"].tolist(), rows["kind"].tolist(),

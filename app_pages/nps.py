@@ -3,11 +3,13 @@ a drill-down to the responses behind any point."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from components import data, kpi
 from components import satisfaction_charts as charts
 from components import satisfaction_data as sd
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -87,9 +89,7 @@ st.subheader(tr("satisfaction.table_title"))
 st.caption(described)
 cols = ["label", "responses", "promoters", "passives", "detractors", "nps", "ci_low", "ci_high"]
 table = points[cols].rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols})
-st.dataframe(table, hide_index=True, width="stretch")
-st.download_button(tr("satisfaction.download_csv"), data=table.to_csv(index=False).encode("utf-8-sig"),
-                   file_name=f"nps_{by}.csv", mime="text/csv", key="nps_download")
+data_table(table, name=f"nps_by_{by}", description=described, caption=False)
 
 # drill-down: the responses behind one point
 st.subheader(tr("satisfaction.drill_title"))
@@ -104,6 +104,16 @@ with data.read() as conn:
     rows, total = sq.drill_down(conn=conn, f=f, scope=scope, by=by, key=keys[int(point)], band=band, lang=lang())
 st.caption(tr("satisfaction.drill_caption", point=names[keys[int(point)]], shown=len(rows), total=total,
               scope=described))
+
+
+def _drill_rows(limit: int) -> pd.DataFrame:
+    with data.read() as conn:
+        found, _ = sq.drill_down(conn=conn, f=f, scope=scope, by=by, key=keys[int(point)], band=band, lang=lang(),
+                                 limit=limit)
+    return found.rename(columns={c: tr(f"satisfaction.col.{c}") for c in found.columns})
+
+
 if not rows.empty:
-    st.dataframe(rows.rename(columns={c: tr(f"satisfaction.col.{c}") for c in rows.columns}), hide_index=True,
-                 width="stretch")
+    data_table(rows.rename(columns={c: tr(f"satisfaction.col.{c}") for c in rows.columns}), name="nps_responses",
+               caption=False, full=_drill_rows, total=total,
+               description=tr("filter.separator").join([str(names[keys[int(point)]]), BAND[band], described]))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from db.models import CONSENT_PURPOSES
@@ -53,12 +56,21 @@ st.caption(f.describe(lang(), count=sum(counts.values()) if status is None else 
 if rows.empty:
     st.info(tr("outbox.empty"))
 else:
-    shown = rows.assign(
-        status=rows["status"].map(lambda v: tr(f"messaging.status.{v}")),
-        channel=rows["channel"].map(lambda v: tr(f"messaging.channel.{v}")),
-        purpose=rows["purpose"].map(lambda v: tr(f"messaging.purpose.{v}")),
-    ).rename(columns={c: tr(f"outbox.col.{c}") for c in rows.columns})
-    st.dataframe(shown, hide_index=True, width="stretch")
+
+    def _shaped(found: pd.DataFrame) -> pd.DataFrame:
+        return found.assign(
+            status=found["status"].map(lambda v: tr(f"messaging.status.{v}")),
+            channel=found["channel"].map(lambda v: tr(f"messaging.channel.{v}")),
+            purpose=found["purpose"].map(lambda v: tr(f"messaging.purpose.{v}")),
+        ).rename(columns={c: tr(f"outbox.col.{c}") for c in found.columns})
+
+    def _all_messages(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            return _shaped(outbox(conn=conn, f=replace(f, offset=0, limit=limit), scope=scope))
+
+    data_table(_shaped(rows), name="outbox", caption=False, full=_all_messages,
+               total=sum(counts.values()) if status is None else counts.get(status, 0),
+               description=f.describe(lang(), count=sum(counts.values()) if status is None else counts.get(status, 0)))
 
 if user.role == "admin":
     st.header(tr("outbox.templates"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import charts, data, kpi
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -44,4 +45,4 @@ else:
     st.altair_chart(charts.nps_by_month(months, title=chart_title, labels=labels), width="stretch")
     with st.expander(tr("overview.table_title")):
         table = months.rename(columns={c: tr(f"overview.col.{c}") for c in months.columns})
-        st.dataframe(table, hide_index=True, width="stretch")
+        data_table(table, name="nps_by_month", description=f.describe(lang()))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, tr
 from queries.filters import scope_for
@@ -35,14 +39,26 @@ st.caption(tr("patients.search.caption", n=len(found), describe=f.describe(lang(
 if found.empty:
     st.info(tr("patients.search.none"))
     st.stop()
-shown = found.assign(
-    phone=[phone_for(user.role, p) for p in found["phone"]],
-    id_number=[id_number_for(user.role, v) for v in found["id_number"]],
-    sex=[tr(f"sex.{s}") for s in found["sex"]],
-    status=[tr(f"patients.status.{s}") for s in found["status"]],
-).drop(columns=["id"])
-st.dataframe(shown.rename(columns={c: tr(f"patients.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+
+
+def _shaped(rows: pd.DataFrame) -> pd.DataFrame:
+    """What the table shows, and the downloads hold: contacts masked for the roles that see masks."""
+    shown = rows.assign(
+        phone=[phone_for(user.role, p) for p in rows["phone"]],
+        id_number=[id_number_for(user.role, v) for v in rows["id_number"]],
+        sex=[tr(f"sex.{s}") for s in rows["sex"]],
+        status=[tr(f"patients.status.{s}") for s in rows["status"]],
+    ).drop(columns=["id"])
+    return shown.rename(columns={c: tr(f"patients.col.{c}") for c in shown.columns})
+
+
+def _all_found(limit: int) -> pd.DataFrame:
+    with data.read() as conn:
+        return _shaped(search_patients(conn=conn, f=replace(f, limit=limit, offset=0), scope=scope, user_id=user.id))
+
+
+data_table(_shaped(found), name="patient_search", description=tr("reports.export_search", text=f.text.strip()),
+           caption=False, full=_all_found)
 labels = {int(i): f"{c} {n}" for i, c, n in zip(found["id"], found["card_no"], found["name"], strict=True)}
 chosen = st.selectbox(tr("patients.search.pick"), options=list(labels), format_func=lambda i: labels[i],
                       key="patients_pick")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import data, followup_data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from db.models import ROLES
@@ -72,13 +73,12 @@ with data.read() as conn:
     plans = q.plans(conn=conn, lang=lang())
 
 # show
-st.caption(tr("fu_plans.caption", n=len(plans)))
 if st.button(tr("fu_plans.builtin"), key="plans_builtin"):
     _run("builtin", tr("fu_plans.builtin_done"))
 shown = plans.drop(columns=["name_zh", "name_en"]).assign(trigger=plans["trigger"].map(lambda t: tr(f"trigger.{t}")),
                      owner_role=plans["owner_role"].map(lambda r: tr(f"role.{r}")))
-st.dataframe(shown.rename(columns={c: tr(f"fu_plans.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+data_table(shown.rename(columns={c: tr(f"fu_plans.col.{c}") for c in shown.columns}), name="followup_plans",
+           description=tr("fu_plans.caption", n=len(plans)))
 
 if not plans.empty:
     st.subheader(tr("fu_plans.edit"))

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, tr
 from queries import satisfaction as sq
@@ -24,12 +25,11 @@ st.title(tr("nav.questionnaires"))
 # data: every template version
 with data.read() as conn:
     templates = sq.questionnaire_list(conn=conn, lang=lang())
-st.caption(tr("satisfaction.templates_caption", n=len(templates)))
 shown = templates.drop(columns=["id"]).assign(
     kind=templates["kind"].map(lambda k: tr(f"satisfaction.kind.{k}")),
     status=templates["status"].map(lambda s: tr(f"satisfaction.qstatus.{s}")))
-st.dataframe(shown.rename(columns={c: tr(f"satisfaction.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+data_table(shown.rename(columns={c: tr(f"satisfaction.col.{c}") for c in shown.columns}), name="questionnaires",
+           description=tr("satisfaction.templates_caption", n=len(templates)))
 
 # settings: which template to edit (labels resolved here, not inside widget callbacks)
 NEW_LABEL = tr("satisfaction.new_template")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components import care_data, data, kpi
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from services import audit, clock, return_risk
@@ -35,7 +36,8 @@ coef = pd.DataFrame(
     [(tr(f"care.return_risk.feature.{k}"), round(v, 3), round(math.exp(v), 3)) for k, v in model.coefficients.items()],
     columns=[tr("care.return_risk.col.feature"), tr("care.return_risk.col.coefficient"),
              tr("care.return_risk.col.odds_ratio")])
-st.dataframe(coef, hide_index=True, width="stretch")
+data_table(coef, name="return_risk_model", caption=False,
+           description=tr("care.return_risk.method", cutoff=model.cutoff.date().isoformat()))
 
 st.subheader(tr("care.return_risk.list_title"))
 ids = [s.patient_id for s in model.scores]
@@ -48,6 +50,7 @@ rows = [(labels.get(sc.patient_id, ("", "", None))[0], labels.get(sc.patient_id,
          labels.get(sc.patient_id, ("", "", None))[2] or "", f"{sc.probability * 100:.1f}%",
          ", ".join(tr(f"care.return_risk.feature.{r}") for r in sc.reasons)) for sc in model.scores]
 st.caption(tr("care.return_risk.list_caption", n=len(rows), total=f"{model.cohort_size:,}"))
-st.dataframe(pd.DataFrame(rows, columns=[tr(f"care.return_risk.col.{c}") for c in
-                                         ("card_no", "name", "department", "probability", "reasons")]),
-             hide_index=True, width="stretch")
+data_table(pd.DataFrame(rows, columns=[tr(f"care.return_risk.col.{c}") for c in
+                                       ("card_no", "name", "department", "probability", "reasons")]),
+           name="return_risk_patients", caption=False,
+           description=tr("care.return_risk.list_caption", n=len(rows), total=f"{model.cohort_size:,}"))

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from components import care_data, data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, tr
 from queries import risk as risk_q
@@ -37,7 +38,8 @@ cols = {c: tr(f"care.risk_page.col.{c}") for c in ("department", "level", "patie
 st.altair_chart(care_data.level_chart(dist, order=care_data.level_order(model), title=tr("care.risk_page.chart_title"),
                                       labels=cols), width="stretch")
 pivot = dist.pivot_table(index="department", columns="level_label", values="patients", aggfunc="sum", fill_value=0)
-st.dataframe(pivot, width="stretch")
+data_table(pivot, name=f"risk_{model}", hide_index=False, caption=False,
+           description=tr("filter.separator").join([tr(f"care.risk.model.{model}"), tr("care.risk_page.chart_title")]))
 
 st.subheader(tr("care.risk_page.drill_title"))
 departments = dist[["department_id", "department"]].drop_duplicates().reset_index(drop=True)
@@ -58,8 +60,20 @@ with data.write() as s:
 st.caption(tr("care.risk_page.drill_caption", n=len(patients), limit=LIMIT,
               department=str(departments.loc[row, "department"]), level=care_data.level_label(level)))
 if not patients.empty:
-    shown = patients.assign(level=patients["level"].map(care_data.level_label),
-                            factors=patients["factors"].map(care_data.factor_text),
-                            score=patients["score"].round(1)).drop(columns=["patient_id"])
-    st.dataframe(shown.rename(columns={c: tr(f"care.risk_page.col.{c}") for c in shown.columns}), hide_index=True,
-                 width="stretch")
+
+    def _shaped(found: pd.DataFrame) -> pd.DataFrame:
+        shown = found.assign(level=found["level"].map(care_data.level_label),
+                             factors=found["factors"].map(care_data.factor_text),
+                             score=found["score"].round(1)).drop(columns=["patient_id"])
+        return shown.rename(columns={c: tr(f"care.risk_page.col.{c}") for c in shown.columns})
+
+    def _all_patients(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            return _shaped(risk_q.drilldown(conn=conn, model=model, scope=scope, department_id=dept_id, level=level,
+                                            limit=limit))
+
+    data_table(_shaped(patients), name=f"risk_{model}_patients", caption=False,
+               full=_all_patients if len(patients) >= LIMIT else None,
+               description=tr("filter.separator").join([tr(f"care.risk.model.{model}"),
+                                                        str(departments.loc[row, "department"]),
+                                                        care_data.level_label(level)]))

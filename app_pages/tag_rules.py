@@ -9,6 +9,7 @@ import streamlit as st
 
 from components import data
 from components.care_data import labelled
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from queries import tags as tags_q
@@ -33,8 +34,8 @@ with data.read() as conn:
 # show: the list
 st.subheader(tr("care.rules_page.rules_table"))
 shown = table.drop(columns=["id"])
-st.dataframe(shown.rename(columns={c: tr(f"care.rules_page.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+data_table(shown.rename(columns={c: tr(f"care.rules_page.col.{c}") for c in shown.columns}), name="tag_rules",
+           caption=False, description=tr("reports.table_rows", table=tr("care.rules_page.rules_table"), n=len(shown)))
 
 # settings: which rule to edit
 st.subheader(tr("care.rules_page.edit_title"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import data, followup_data
+from components import data, followup_data, questionnaire_form
+from components import satisfaction_data as sd
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
+from queries import contact_flow as cfq
 from queries import followup as q
-from services import clock, followup, recordings
+from services import clock, contact_flow, followup, recordings, recovery
 from services.errors import UserError
 from services.followup import ContactInput
 
@@ -40,6 +43,7 @@ with data.read() as conn:
     d = q.task_detail(conn=conn, task_id=task_id, lang=lang())
     records = q.task_records(conn=conn, task_id=task_id) if d else None
     nurses = q.department_nurses(conn=conn, department_id=d.department_id) if d else []
+    extra = cfq.task_form(conn=conn, task_id=task_id, lang=lang()) if d else None
 if d is None or (user.role == "nurse" and d.assignee_id != user.id and d.department_id != user.department_id):
     st.warning(tr("fu_task.not_found"))
     st.stop()
@@ -64,6 +68,17 @@ st.caption(tr("fu_task.info", due=d.due_date.isoformat(), kind=tr(f"task_kind.{d
 if d.script:
     with st.expander(tr("fu_task.script")):
         st.markdown(d.script)
+assert extra is not None
+case = extra.case
+if case is not None:
+    # The survey answer behind a service-recovery task: what the nurse is calling about.
+    st.warning(tr("contact_flow.case_info", case=case.case_id, score="—" if case.nps_score is None else case.nps_score,
+                  comment=case.comment or "—", due=case.sla_due_at.strftime("%Y-%m-%d %H:%M"),
+                  status=tr(f"satisfaction.status.{case.status}"), attempts=case.attempts))
+case_open = case is not None and case.status != "closed"
+case_version_key = f"task_case_version_{task_id}"
+seen_case_version = (int(st.session_state.get(case_version_key, case.version)) if case is not None and case_open
+                     else None)
 
 st.subheader(tr("fu_task.records"))
 assert records is not None
@@ -75,7 +90,8 @@ else:
         outcome=records["outcome"].map(lambda o: tr(f"outcome.{o}")),
         next_action=records["next_action"].map(lambda n: tr(f"next_step.{n}") if n else ""),
     ).rename(columns={c: tr(f"fu_task.col.{c}") for c in records.columns if c != "recording_id"})
-    st.dataframe(shown, hide_index=True, width="stretch")
+    data_table(shown, name="task_contacts", caption=False, patient_id=d.patient_id,
+               description=tr("filter.separator").join([f"#{d.task_id}", d.card_no, tr("fu_task.records")]))
     recs = {int(i): f"{at} · {name}" for i, at, name in
             zip(records["recording_id"].tolist(), records["contacted_at"].tolist(), records["recording"].tolist(),
                 strict=True) if i is not None and i == i}  # i == i drops NaN
@@ -119,6 +135,23 @@ with st.form("task_contact"):
     retry_on = st.date_input(tr("fu_task.retry_on"), value=None)
     notes = st.text_area(tr("fu_task.notes"), max_chars=followup.MAX_NOTES)
     upload = st.file_uploader(tr("fu_task.recording"), type=["wav", "mp3", "m4a", "ogg"])
+    answers: dict[str, object] = {}
+    if extra.questionnaire is not None:
+        st.markdown(f"**{tr('contact_flow.questionnaire', title=extra.questionnaire.title)}**")
+        st.caption(tr("contact_flow.questionnaire_help"))
+        answers = questionnaire_form.inputs(extra.questionnaire, key_prefix=f"task_q_{task_id}")
+    resolve_it, cause, resolution, asked, rerating = False, recovery.ROOT_CAUSES[0], "", False, 7
+    if case_open:
+        st.markdown(f"**{tr('contact_flow.resolve_title')}**")
+        resolve_it = st.checkbox(tr("contact_flow.resolve"), help=tr("contact_flow.resolve_help"),
+                                 key="task_resolve")
+        causes = {r: tr(f"satisfaction.cause.{r}") for r in recovery.ROOT_CAUSES}
+        cause = st.selectbox(tr("satisfaction.col.root_cause"), options=recovery.ROOT_CAUSES,
+                             format_func=followup_data.labelled(causes.__getitem__, recovery.ROOT_CAUSES),
+                             key="task_cause")
+        resolution = st.text_area(tr("satisfaction.resolution"), max_chars=recovery.MAX_TEXT, key="task_resolution")
+        asked = st.checkbox(tr("satisfaction.rerating_asked"), key="task_rerating_asked")
+        rerating = st.slider(tr("satisfaction.col.rerating"), 0, 10, 7, key="task_rerating")
     submitted = st.form_submit_button(tr("fu_task.save"), type="primary")
 if submitted:
     try:
@@ -129,20 +162,37 @@ if submitted:
                 recording_id = recordings.store_recording(s, patient_id=d.patient_id, filename=upload.name,
                                                           data=upload.getvalue(), user=user, policy=policy,
                                                           now=now).id
-            out = followup.log_contact(
+            flow = contact_flow.log_contact(
                 s, task_id=d.task_id, expected_version=seen_version, user=user, now=now,
                 max_failed_attempts=settings.followup_max_failed_attempts,
                 contact=ContactInput(method=method, outcome=outcome, next_step=next_step, notes=notes,
-                                     retry_on=retry_on, recording_id=recording_id))
+                                     retry_on=retry_on, recording_id=recording_id),
+                answers=answers, case_version=seen_case_version,
+                resolve=contact_flow.Resolution(cause, resolution, int(rerating) if asked else None)
+                if resolve_it else None)
+        out = flow.contact
         followup_data.clear()
+        if flow.response_id is not None or flow.case_id is not None:
+            sd.clear()  # a stored answer or a worked case moves the satisfaction figures
         st.session_state[version_key] = out.version
-        st.session_state["task_flash"] = tr("fu_task.saved", status=tr(f"task_status.{out.status}"),
-                                            attempts=out.attempts)
+        if flow.case_version is not None:
+            st.session_state[case_version_key] = flow.case_version
+        message = tr("fu_task.saved", status=tr(f"task_status.{out.status}"), attempts=out.attempts)
+        if flow.response_id is not None:
+            message += " " + tr("contact_flow.answers_saved")
+        if flow.case_status is not None:
+            message += " " + tr("contact_flow.case_saved", case=flow.case_id,
+                                status=tr(f"satisfaction.status.{flow.case_status}"))
+        if flow.new_case_id is not None:
+            message += " " + tr("contact_flow.case_opened", case=flow.new_case_id)
+        st.session_state["task_flash"] = message
         st.rerun()
     except UserError as exc:
         _error(exc)
 # What this run showed is what the next save is checked against.
 st.session_state[version_key] = d.version
+if case is not None and case_open:
+    st.session_state[case_version_key] = case.version
 
 st.subheader(tr("fu_task.reassign"))
 others = [(i, n) for i, n in nurses if i != d.assignee_id]

@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import satisfaction_charts as charts
 from components import satisfaction_data as sd
+from components.export_buttons import data_table
 from components.filters import period_filter
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
@@ -37,7 +38,8 @@ else:
     st.subheader(tr("satisfaction.table_title"))
     st.caption(tr("satisfaction.topbox_title", scope=described))
     cols = ["item", "department", "answers", "top_box", "pct"]
-    st.dataframe(cells[cols].rename(columns=labels), hide_index=True, width="stretch")
+    data_table(cells[cols].rename(columns=labels), name="topbox", caption=False,
+               description=tr("satisfaction.topbox_title", scope=described))
 
 st.subheader(tr("satisfaction.rate_title"))
 st.caption(tr("satisfaction.rate_caption", scope=described))
@@ -45,5 +47,5 @@ if rates.empty:
     st.info(tr("satisfaction.no_invitations"))
 else:
     cols = ["department", "invited", "responded", "rate"]
-    st.dataframe(rates[cols].rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols}), hide_index=True,
-                 width="stretch")
+    data_table(rates[cols].rename(columns={c: tr(f"satisfaction.col.{c}") for c in cols}), name="response_rate",
+               caption=False, description=tr("satisfaction.rate_caption", scope=described))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from db.models import ROLES
@@ -20,12 +21,12 @@ now = clock.now(settings.timezone)
 with data.read() as conn:
     table = users(conn=conn, now=now, lang=lang())
 
-st.caption(tr("users.caption", n=len(table)))
 shown = table.drop(columns=["id", "locked_until"]).assign(role=table["role"].map(lambda r: tr(f"role.{r}")))
-st.dataframe(shown.rename(columns={c: tr(f"users.col.{c}") for c in shown.columns}), hide_index=True,
-             width="stretch")
+data_table(shown.rename(columns={c: tr(f"users.col.{c}") for c in shown.columns}), name="users",
+           description=tr("users.caption", n=len(table)))
 
-labels = {int(r.id): f"{r.username} ({r.display_name})" for r in table.itertuples()}
+labels = {int(i): f"{u} ({n})" for i, u, n in zip(table["id"].tolist(), table["username"].tolist(),
+                                                    table["display_name"].tolist(), strict=True)}
 with st.form("users_manage"):
     target = st.selectbox(tr("users.pick"), options=list(labels), format_func=lambda i: labels[i])
     c1, c2, c3 = st.columns(3)

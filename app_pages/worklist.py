@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pandas as pd
 import streamlit as st
 
 from components import data, followup_data
+from components.export_buttons import data_table
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from queries import followup as q
@@ -49,15 +53,26 @@ else:
                                                     "name", "sex", "overdue_days")}
     labels.update({"risk": tr("fu_wl.col_risk"), "plan": tr("fu_wl.col_plan"), "age": tr("fu_wl.col_age"),
                    "phone": tr("fu_wl.col_phone"), "assignee": tr("fu_wl.col_assignee")})
-    shown = tasks.drop(columns=["version", "patient_id"]).assign(
-        method=tasks["method"].map(lambda m: tr(f"method.{m}")),
-        kind=tasks["kind"].map(lambda k: tr(f"task_kind.{k}")),
-        sex=tasks["sex"].map(lambda s: tr(f"sex.{s}")),
-        # No risk assessment or no plan yet reads as a dash, not "None".
-        risk=tasks["risk"].fillna("—"),
-        plan=tasks["plan"].fillna("—"),
-    ).rename(columns=labels)
-    st.dataframe(shown, hide_index=True, width="stretch")
+
+    def _shaped(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows.drop(columns=["version", "patient_id"]).assign(
+            method=rows["method"].map(lambda m: tr(f"method.{m}")),
+            kind=rows["kind"].map(lambda k: tr(f"task_kind.{k}")),
+            sex=rows["sex"].map(lambda s: tr(f"sex.{s}")),
+            # No risk assessment or no plan yet reads as a dash, not "None".
+            risk=rows["risk"].fillna("—"),
+            plan=rows["plan"].fillna("—"),
+        ).rename(columns=labels)
+
+    def _all_tasks(limit: int) -> pd.DataFrame:
+        with data.read() as conn:
+            return _shaped(q.worklist(conn=conn, f=replace(f, limit=limit, offset=0)))
+
+    matching = {"overdue": counts.overdue, "today": counts.today, "upcoming": counts.upcoming}
+    data_table(_shaped(tasks), name="worklist", caption=False, full=_all_tasks,
+               total=matching.get(bucket, counts.overdue + counts.today + counts.upcoming),
+               description=tr("filter.separator").join([tr(f"fu_wl.view_{view}"), tr(f"fu_wl.bucket_{bucket}"),
+                                                        tr(f"fu_wl.sort_{sort}"), today.isoformat()]))
     options = {int(i): f"#{i} · {due} · {name} ({card})" for i, due, name, card in
                zip(tasks["task_id"].tolist(), tasks["due_date"].tolist(), tasks["name"].tolist(),
                    tasks["card_no"].tolist(), strict=True)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import data, followup_data
+from components.export_buttons import data_table
 from components.runtime import lang, settings_or_stop, tr
 from queries import followup as q
 from services import clock, recordings
@@ -23,13 +24,15 @@ def patient_followup_panel(patient_id: int, user: CurrentUser) -> None:
     if not tasks.empty:
         shown = tasks.assign(kind=tasks["kind"].map(lambda k: tr(f"task_kind.{k}")),
                              status=tasks["status"].map(lambda s: tr(f"task_status.{s}")))
-        st.dataframe(shown.rename(columns={c: tr(f"fu_panel.col.{c}") for c in tasks.columns}), hide_index=True,
-                     width="stretch")
+        data_table(shown.rename(columns={c: tr(f"fu_panel.col.{c}") for c in tasks.columns}),
+                   name="patient_followup_tasks", key=f"export_fu_tasks_{patient_id}", caption=False,
+                   patient_id=patient_id, description=tr("fu_panel.tasks", n=len(tasks)))
     st.caption(tr("fu_panel.interventions", n=len(ivs)))
     if not ivs.empty:
         shown = ivs.assign(kind=ivs["kind"].map(lambda k: tr(f"intervention_kind.{k}")))
-        st.dataframe(shown.rename(columns={c: tr(f"fu_iv.col.{c}") for c in ivs.columns}), hide_index=True,
-                     width="stretch")
+        data_table(shown.rename(columns={c: tr(f"fu_iv.col.{c}") for c in ivs.columns}),
+                   name="patient_interventions", key=f"export_fu_ivs_{patient_id}", caption=False,
+                   patient_id=patient_id, description=tr("fu_panel.interventions", n=len(ivs)))
     if recs.empty or user.role not in ("nurse", "admin", "quality"):
         return
     labels = {int(i): f"{at} · {name}" for i, at, name in

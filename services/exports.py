@@ -27,12 +27,15 @@ def record_export(session: Session, user: CurrentUser | None, kind: str, filter_
 
 def record_report(session: Session, user: CurrentUser | None, *, kind: str, filter_desc: str,
                   patient_id: int | None = None, card_no: str | None = None, lang: str | None = None,
-                  pages: int | None = None, patients: int | None = None) -> None:
+                  pages: int | None = None, patients: int | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
     """A generated PDF (patient health report, quality summary, batch zip): a read of the records it prints."""
     detail: dict[str, Any] = {"kind": kind, "filter": filter_desc}
     for key, value in (("card_no", card_no), ("lang", lang), ("pages", pages), ("patients", patients)):
         if value is not None:
             detail[key] = value
+    if extra:
+        detail.update(extra)
     audit.record(session, action="report", user_id=user.id if user else None,
                  username=user.username if user else CLI_USER, entity=kind, entity_id=card_no,
                  patient_id=patient_id, detail=detail)

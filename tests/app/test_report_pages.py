@@ -82,8 +82,13 @@ def test_batch_zip_is_built_with_progress_and_audited(app_db: Engine) -> None:
     assert not at.exception, at.exception
     assert t("reports.page.download_zip", "en", n=3) in _labels(at, "download_button")
     with Session(app_db) as s:
-        row = s.scalars(select(AuditLog).where(AuditLog.action == "report")).one()
+        row = s.scalars(select(AuditLog).where(AuditLog.action == "report",
+                                               AuditLog.entity == "patient_report_batch")).one()
+        each = s.scalars(select(AuditLog).where(AuditLog.action == "report", AuditLog.entity == "patient_report")).all()
     assert row.username == "quality" and row.detail is not None and row.detail["patients"] == 3
+    # one row per patient in the zip too: who (the user), what (that patient's report), filter (the segment)
+    assert len(each) == 3 and all(r.username == "quality" and r.patient_id is not None for r in each)
+    assert all(r.detail is not None and r.detail["filter"] == "batch: " + row.detail["filter"] for r in each)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh_CN"])

@@ -48,6 +48,16 @@ def test_xlsx_has_description_in_a1_and_the_table_below() -> None:
     assert ws["C4"].value == datetime(2026, 6, 1)
 
 
+def test_xlsx_writes_lists_as_text_and_missing_values_as_empty_cells() -> None:
+    df = pd.DataFrame({"tags": [["高血压", "糖尿病"], []], "at": [pd.Timestamp("2026-06-01 09:30"), pd.NaT],
+                       "score": [1.5, float("nan")]})
+    ws = load_workbook(io.BytesIO(to_xlsx_bytes(df, DESCRIPTION))).active
+    assert ws is not None
+    assert [c.value for c in ws[4]] == ["高血压, 糖尿病", datetime(2026, 6, 1, 9, 30), 1.5]
+    assert [c.value for c in ws[5]] == [None, None, None]
+    assert ws.freeze_panes == "A4"
+
+
 def test_file_name_carries_the_filter_and_is_safe() -> None:
     name = file_name("nps", "心内科, 2026-01-01 to 2026-06-30 / a:b", "csv", at=NOW)
     assert name == "careloop-nps-心内科_2026-01-01_to_2026-06-30_a_b-20260615-1000.csv"
