@@ -1,6 +1,7 @@
 """Benchmark: run-automation's care part (all risk models + all built-in tag rules) and the tag rule preview.
 
 Usage: python -m bench.care_bench [PATIENTS] [--runs R] [--readings K]
+       python -m bench.care_bench --url URL [--as-of 2026-01-01] [--rollback] [--runs R]
 Starts a throwaway durable PostgreSQL (fsync, synchronous_commit and full_page_writes on), loads PATIENTS patients
 (default 200,000) set-based with generate_series (db.seed.seed_demo takes ~4 s per 1,000 patients on this machine,
 far too slow at this size): K readings (default 2, a year apart) of SBP, DBP, FPG, HbA1c, TC, HDL, LDL, TG, BMI and
@@ -8,6 +9,12 @@ waist per patient, 1-3 encounters, a smoking lifestyle record, a hypertension or
 family history and an NPS answer for some. Then times: assess_all + apply_rules for everyone (the first run, which
 writes every row; then a second, idempotent run that writes nothing), and the rule preview (p50/p95 over R runs)
 for several rules. Prints a table and appends one JSON line to bench/results/care.jsonl.
+
+With --url it runs against an existing database instead (the kept 1,000,000-patient demo, see bench/keepdb.py):
+it migrates the care branch only, builds observation_latest if it has never been built (timed on its own: a
+one-time cost, like an index), then times the first and the second run. --rollback rolls the first run back and
+skips the second (the database keeps nothing, so a "first run" can be measured again); without it the first run
+is committed and the second, idempotent run is then rolled back.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,7 @@ from sqlalchemy import Engine, text  # noqa: E402
 from db.catalogue import ensure_reference_data  # noqa: E402
 from db.engine import make_engine, transaction  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from services import risk, rules, tags  # noqa: E402
+from services import latest_values, risk, rules, tags  # noqa: E402
 from tests.support.pgserver import start_postgres  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "care.jsonl"
@@ -118,21 +125,116 @@ def _p(values: list[float], pct: float) -> float:
     return s[min(len(s) - 1, max(0, round(pct / 100 * len(s) + 0.5) - 1))] * 1000
 
 
-def _automation(engine: Engine) -> dict[str, float | int]:
-    out: dict[str, float | int] = {}
-    t0 = time.perf_counter()
+def _automation(engine: Engine, as_of: datetime = AS_OF, *, rollback: bool = False,
+                undo_first: bool = False) -> dict[str, float | int]:
+    out: dict[str, float | int] = {"rolled_back": int(rollback)}
     with transaction(engine) as s:
+        if undo_first:
+            # Measure a first run again on a database that has had one: inside this transaction (rolled back
+            # below) remove what the committed first run at this date wrote, before the clock starts.
+            t = time.perf_counter()
+            s.execute(text("DELETE FROM risk_assessments WHERE assessed_at = :at"), {"at": as_of})
+            s.execute(text("DELETE FROM patient_tags WHERE since = :at AND rule_id IS NOT NULL"), {"at": as_of})
+            s.execute(text("UPDATE patient_tags SET until = NULL WHERE until = :at"), {"at": as_of})
+            print(f"  undo of the committed first run (not timed): {time.perf_counter() - t:.1f} s", flush=True)
+        t0 = time.perf_counter()
         tags.ensure_builtin_rules(s)
         t = time.perf_counter()
-        assessed = risk.assess_all(s, as_of=AS_OF)
+        assessed = risk.assess_all(s, as_of=as_of)
         out["risk_seconds"] = time.perf_counter() - t
+        print(f"  risk {out['risk_seconds']:.1f} s ({assessed.stored:,} stored)", flush=True)
         t = time.perf_counter()
-        tagged = tags.apply_rules(s, as_of=AS_OF)
+        tagged = tags.apply_rules(s, as_of=as_of)
         out["tags_seconds"] = time.perf_counter() - t
+        print(f"  tags {out['tags_seconds']:.1f} s (+{tagged.added:,} -{tagged.ended:,})", flush=True)
+        if rollback:
+            s.rollback()
     out["total_seconds_incl_commit"] = time.perf_counter() - t0
     out |= {"risk_rows_stored": assessed.stored, "risk_unchanged": assessed.unchanged, "tags_added": tagged.added,
             "tags_ended": tagged.ended}
     return out
+
+
+def _uptime() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+    except OSError:
+        return "?"
+
+
+def _previews(engine: Engine, runs: int, as_of: datetime) -> dict[str, Any]:
+    previews: dict[str, Any] = {}
+    for name, expr in PREVIEWS.items():
+        times, n = [], 0
+        for _ in range(runs):
+            t = time.perf_counter()
+            with engine.connect() as conn:
+                n = rules.preview_count(conn, expr, as_of=as_of)
+            times.append(time.perf_counter() - t)
+        previews[name] = {"matches": n, "p50_ms": _p(times, 50), "p95_ms": _p(times, 95),
+                          "mean_ms": statistics.mean(times) * 1000}
+        print(f"  preview {name:32s} {n:>10,} p50 {previews[name]['p50_ms']:7.0f} ms "
+              f"p95 {previews[name]['p95_ms']:7.0f} ms", flush=True)
+    return previews
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(f"\npatients {result['patients']:,}; rows {result.get('rows')}; load average {result.get('loadavg')}")
+    if "latest_build" in result:
+        b = result["latest_build"]
+        print(f"observation_latest build (one-time): {b['seconds']:.1f} s ({b['mode']})")
+    for k in ("automation_first", "automation_second"):
+        if k not in result:
+            continue
+        a = result[k]
+        print(f"{k:20s} risk {a['risk_seconds']:7.1f} s  tags {a['tags_seconds']:7.1f} s  "
+              f"total {a['total_seconds_incl_commit']:7.1f} s  (risk rows {a['risk_rows_stored']:,}, "
+              f"tags +{a['tags_added']:,} -{a['tags_ended']:,}){' rolled back' if a['rolled_back'] else ''}")
+    print(f"{'rule preview':32s} {'matches':>10s} {'p50 ms':>9s} {'p95 ms':>9s}")
+    for name, p in result.get("preview", {}).items():
+        print(f"{name:32s} {p['matches']:>10,} {p['p50_ms']:9.0f} {p['p95_ms']:9.0f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+
+def _kept(args: argparse.Namespace) -> int:
+    """Against an existing database (--url): nothing is seeded, dropped or truncated."""
+    as_of = datetime.combine(args.as_of, datetime.max.time().replace(microsecond=0))
+    engine = make_engine(args.url)
+    upgrade(engine, "0611_care_obs_index")  # the care branch only: other areas' heads are not ours to apply
+    result: dict[str, Any] = {"at": datetime.now().isoformat(timespec="seconds"), "url": args.url.split("@")[-1],
+                              "as_of": as_of.isoformat(), "runs": args.runs, "loadavg_start": _uptime(),
+                              "machine": f"{platform.machine()} {platform.system()}"}
+    with engine.connect() as conn:
+        result["rows"] = {n: conn.execute(text(f"SELECT reltuples::bigint FROM pg_class WHERE relname = '{n}'"))
+                          .scalar_one() for n in ("patients", "observations", "risk_assessments", "patient_tags")}
+    result["patients"] = result["rows"]["patients"]
+    with transaction(engine) as s:
+        t = time.perf_counter()
+        stats = latest_values.refresh(s)
+        result["latest_build"] = {"mode": stats.mode, "patients": stats.patients,
+                                  "seconds": time.perf_counter() - t}
+    print(f"observation_latest: {stats.mode} in {result['latest_build']['seconds']:.1f} s", flush=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE observation_latest"))
+    if args.remeasure_first:
+        print("run-automation (care part), first run again (rolled back) ...", flush=True)
+        result["automation_first"] = _automation(engine, as_of, rollback=True, undo_first=True)
+    elif not args.skip_runs:
+        print("run-automation (care part), first run ...", flush=True)
+        result["automation_first"] = _automation(engine, as_of, rollback=args.rollback)
+        if not args.rollback:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE risk_assessments"))
+                conn.execute(text("VACUUM ANALYZE patient_tags"))
+        if not args.rollback:  # a second run after a rolled-back first would only repeat it
+            print("run-automation (care part), second run ...", flush=True)
+            result["automation_second"] = _automation(engine, as_of, rollback=True)
+    result["preview"] = _previews(engine, args.runs, as_of)
+    result["loadavg"] = _uptime()
+    _print(result)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("patients", nargs="?", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--readings", type=int, default=2)
+    parser.add_argument("--url", help="run against this existing database instead of seeding one")
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 1, 1),
+                        help="evaluation date with --url (the kept demo was seeded with today = 2026-01-01)")
+    parser.add_argument("--rollback", action="store_true", help="with --url: roll the first run back too")
+    parser.add_argument("--skip-runs", action="store_true", help="with --url: only the rule preview")
+    parser.add_argument("--remeasure-first", action="store_true",
+                        help="with --url: time the first run again (undoing the committed one inside a rolled-back "
+                             "transaction), then the preview")
     args = parser.parse_args(argv)
+    if args.url:
+        return _kept(args)
     server = start_postgres(settings=DURABLE)
     result: dict[str, Any] = {"at": datetime.now().isoformat(timespec="seconds"), "patients": args.patients,
                               "readings_per_indicator": args.readings, "runs": args.runs,
@@ -157,37 +269,22 @@ def main(argv: list[str] | None = None) -> int:
             result["rows"] = {n: conn.execute(text(f"SELECT count(*) FROM {n}")).scalar_one()
                               for n in ("patients", "observations", "encounters", "health_history",
                                         "survey_responses")}
+        with transaction(engine) as s:
+            t = time.perf_counter()
+            stats = latest_values.refresh(s)
+            result["latest_build"] = {"mode": stats.mode, "patients": stats.patients,
+                                      "seconds": time.perf_counter() - t}
         print("run-automation (care part), first run ...", flush=True)
         result["automation_first"] = _automation(engine)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
         print("run-automation (care part), second run ...", flush=True)
         result["automation_second"] = _automation(engine)
-        previews: dict[str, Any] = {}
-        for name, expr in PREVIEWS.items():
-            times, n = [], 0
-            for _ in range(args.runs):
-                t = time.perf_counter()
-                with engine.connect() as conn:
-                    n = rules.preview_count(conn, expr, as_of=AS_OF)
-                times.append(time.perf_counter() - t)
-            previews[name] = {"matches": n, "p50_ms": _p(times, 50), "p95_ms": _p(times, 95),
-                              "mean_ms": statistics.mean(times) * 1000}
-        result["preview"] = previews
+        result["preview"] = _previews(engine, args.runs, AS_OF)
+        result["loadavg"] = _uptime()
     finally:
         server.stop()
-    print(f"\npatients {args.patients:,}; rows {result.get('rows')}")
-    for k in ("automation_first", "automation_second"):
-        a = result[k]
-        print(f"{k:20s} risk {a['risk_seconds']:7.1f} s  tags {a['tags_seconds']:7.1f} s  "
-              f"total {a['total_seconds_incl_commit']:7.1f} s  (risk rows {a['risk_rows_stored']:,}, "
-              f"tags +{a['tags_added']:,} -{a['tags_ended']:,})")
-    print(f"{'rule preview':32s} {'matches':>10s} {'p50 ms':>9s} {'p95 ms':>9s}")
-    for name, p in result["preview"].items():
-        print(f"{name:32s} {p['matches']:>10,} {p['p50_ms']:9.0f} {p['p95_ms']:9.0f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(result, ensure_ascii=False) + "\n")
+    _print(result)
     return 0
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from components import care_data, data
+from components.export_buttons import data_table
 from components.runtime import lang, settings_or_stop, tr
 from queries import advice as advice_q
 from queries import risk as risk_q
@@ -29,10 +30,19 @@ def _tags(patient_id: int, user: CurrentUser) -> None:
         st.info(tr("care.panel.no_tags"))
     else:
         for row in df.itertuples():
-            origin = (tr("care.panel.tag_rule", code=row.rule_code, version=row.rule_version)
-                      if row.rule_code else tr("care.panel.tag_manual"))
-            st.markdown(f"- **{row.name}** · {tr('care.panel.tag_since', date=str(row.since)[:10])} · "
-                        f"{origin}")
+            # pandas turns the outer join's missing rule into NaN: a hand-set tag has no rule code.
+            by_rule = isinstance(row.rule_code, str)
+            origin = (tr("care.panel.tag_rule", code=row.rule_code, version=f"{float(str(row.rule_version)):g}")
+                      if by_rule else tr("care.panel.tag_manual"))
+            line = f"- **{row.name}** · {tr('care.panel.tag_since', date=str(row.since)[:10])} · {origin}"
+            if by_rule or user.role not in EDIT_ROLES:
+                st.markdown(line)
+                continue
+            # Hand-set tags can be ended here (rule tags would come back: their rule decides).
+            c1, c2 = st.columns([5, 1])
+            c1.markdown(line)
+            if c2.button(tr("care.panel.end_tag"), key=f"care_panel_tag_end_{row.id}"):
+                _end_tag(int(str(row.id)), str(row.code), user)
     if user.role in EDIT_ROLES:
         c1, c2 = st.columns([3, 1])
         code = c1.text_input(tr("care.rules_page.code"), key=f"care_panel_tag_{patient_id}")
@@ -44,6 +54,26 @@ def _tags(patient_id: int, user: CurrentUser) -> None:
                 st.rerun()
             except UserError as exc:
                 st.error(tr(exc.key, **exc.params))
+
+
+def _end_tag(tag_id: int, code: str, user: CurrentUser) -> None:
+    try:
+        with data.write() as s:
+            tags.end_manual_tag(s, tag_id=tag_id, user=user)
+        st.toast(tr("care.panel.tag_ended", code=code))
+        st.rerun()
+    except UserError as exc:
+        st.error(tr(exc.key, **exc.params))
+
+
+def _close_plan(plan_id: int, outcome: str, user: CurrentUser, today: date) -> None:
+    try:
+        with data.write() as s:
+            wellness.close_plan(s, plan_id=plan_id, user=user, outcome=outcome, today=today)
+        st.toast(tr("care.panel.plan_completed" if outcome == "completed" else "care.panel.plan_closed"))
+        st.rerun()
+    except UserError as exc:
+        st.error(tr(exc.key, **exc.params))
 
 
 def _risk(patient_id: int) -> None:
@@ -71,7 +101,9 @@ def _risk(patient_id: int) -> None:
                                      value=factors["value"].astype(str),
                                      contribution=factors["contribution"].astype(float).round(3))
             with st.expander(tr("care.panel.factors")):
-                st.dataframe(factors, hide_index=True, width="stretch")
+                data_table(factors, name=f"risk_factors_{r['model']}", key=f"export_factors_{patient_id}_{r['model']}",
+                           caption=False, patient_id=patient_id,
+                           description=f"{label} · {r['model_version']} · {r['assessed_at']:%Y-%m-%d}")
 
 
 def _reason(kind: str, value: str, names: dict[str, str]) -> str:
@@ -103,7 +135,7 @@ def _wellness(patient_id: int, user: CurrentUser, today: date) -> None:
     if not shown:
         st.info(tr("care.panel.no_plan"))
     for plan_id, title, status, start_on, end_on, codes in shown:
-        st.markdown(f"**{title}** · {start_on} – {end_on or ''} · {status}")
+        st.markdown(f"**{title}** · {start_on} – {end_on or ''} · {tr(f'care.panel.plan_status_{status}')}")
         for g in progress[plan_id]:
             state = (tr("care.panel.goal_no_data") if g.met is None else tr("care.panel.goal_met") if g.met
                      else tr("care.panel.goal_overdue") if g.overdue else tr("care.panel.goal_not_met"))
@@ -114,6 +146,12 @@ def _wellness(patient_id: int, user: CurrentUser, today: date) -> None:
             st.markdown(f"- {goal}: {values} — **{state}**")
         if codes:
             st.caption(", ".join(codes))
+        if status == "active" and user.role in EDIT_ROLES:
+            c1, c2, _ = st.columns([1, 1, 3])
+            if c1.button(tr("care.panel.complete_plan"), key=f"care_panel_plan_complete_{plan_id}"):
+                _close_plan(plan_id, "completed", user, today)
+            if c2.button(tr("care.panel.close_plan"), key=f"care_panel_plan_close_{plan_id}"):
+                _close_plan(plan_id, "closed", user, today)
     if user.role not in EDIT_ROLES:
         return
     with st.expander(tr("care.panel.new_plan")):

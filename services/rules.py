@@ -29,20 +29,41 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Column,
     ColumnElement,
     Connection,
+    DateTime,
+    Float,
+    FromClause,
+    MetaData,
     Select,
+    SmallInteger,
+    Table,
     and_,
+    case,
     false,
     func,
+    insert,
     not_,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.orm import Session
 
-from db.models import Encounter, HealthHistory, Indicator, Observation, Patient, RiskAssessment, SurveyResponse
+from db.models import (
+    Encounter,
+    HealthHistory,
+    Indicator,
+    Observation,
+    ObservationLatest,
+    Patient,
+    RiskAssessment,
+    SurveyResponse,
+)
+from services import latest_values
 from services.errors import UserError
 
 CMPS = (">", ">=", "<", "<=", "==", "!=")
@@ -373,6 +394,12 @@ def _latest_value_ids(value_col: Any, time_col: Any, id_col: Any, patient_col: A
 class Compiler:
     as_of: datetime
     catalogue: Catalogue
+    # observation_latest is current for as_of (latest_values.usable): "latest" reads one indexed row per patient.
+    latest_table: bool = False
+    # Diagnosis and lifestyle conditions already evaluated for everyone in one scan (prefetch_history).
+    history: HistoryFlags | None = None
+    # Latest values pivoted to one row per patient (prefetch_latest), joined by matching_ids.
+    pivot: LatestPivot | None = None
 
     def predicate(self, node: dict[str, Any]) -> ColumnElement[bool]:
         op = node.get("op")
@@ -396,6 +423,20 @@ class Compiler:
         if since is not None:
             where.append(Observation.observed_at >= since)
         mode = node.get("mode", "latest")
+        if mode == "latest" and self.pivot is not None and info.id in self.pivot.columns:
+            value_col, time_col = self.pivot.columns[info.id]
+            cond = _compare(self.pivot.table.c[value_col], node["cmp"], float(node["value"]))
+            if since is not None:
+                cond = and_(self.pivot.table.c[time_col] >= since, cond)
+            # No reading is "false", never NULL: not(...) must then be true, as with the IN (...) form.
+            return func.coalesce(cond, false())
+        if mode == "latest" and self.latest_table:
+            # The newest reading on or before as_of is the table's row; "within the window" is then a date check.
+            lw: list[Any] = [ObservationLatest.indicator_id == info.id,
+                             _compare(ObservationLatest.value, node["cmp"], float(node["value"]))]
+            if since is not None:
+                lw.append(ObservationLatest.observed_at >= since)
+            return Patient.id.in_(select(ObservationLatest.patient_id).where(*lw))
         if mode == "latest":
             ids = _latest_value_ids(Observation.value, Observation.observed_at, Observation.id,
                                     Observation.patient_id, where, node["cmp"], float(node["value"]))
@@ -410,7 +451,8 @@ class Compiler:
         else:
             where.append(_compare(Observation.value, node["cmp"], float(node["value"])))
         if mode == "any":
-            return Patient.id.in_(select(Observation.patient_id).where(*where))
+            # Grouped, so the planner sees one row per patient and hashes the set (not one row per reading).
+            return Patient.id.in_(select(Observation.patient_id).where(*where).group_by(Observation.patient_id))
         minimum = int(node["min_count"])
         return Patient.id.in_(
             select(Observation.patient_id).where(*where).group_by(Observation.patient_id)
@@ -426,16 +468,15 @@ class Compiler:
             or_(HealthHistory.ended_on.is_(None), HealthHistory.ended_on > day),
         ]
 
-    def _diagnosis(self, node: dict[str, Any]) -> ColumnElement[bool]:
-        matches: list[ColumnElement[bool]] = []
-        for code in _strings(node, "codes", required=False):
-            matches.append(func.upper(HealthHistory.code).startswith(code.upper(), autoescape=True))
-        for text in _strings(node, "text", required=False):
-            matches.append(HealthHistory.text.contains(text, autoescape=True))
-        return Patient.id.in_(select(HealthHistory.patient_id).where(*self._active_history("condition"),
-                                                                     or_(*matches)))
-
-    def _lifestyle(self, node: dict[str, Any]) -> ColumnElement[bool]:
+    def history_where(self, node: dict[str, Any]) -> list[ColumnElement[bool]]:
+        """The health_history rows a diagnosis or lifestyle condition looks for (active on as_of)."""
+        if node["kind"] == "diagnosis":
+            matches: list[ColumnElement[bool]] = []
+            for code in _strings(node, "codes", required=False):
+                matches.append(func.upper(HealthHistory.code).startswith(code.upper(), autoescape=True))
+            for text in _strings(node, "text", required=False):
+                matches.append(HealthHistory.text.contains(text, autoescape=True))
+            return [*self._active_history("condition"), or_(*matches)]
         aspect = node["aspect"]
         where = [*self._active_history("lifestyle"),
                  or_(HealthHistory.code == aspect, HealthHistory.detail["aspect"].as_string() == aspect)]
@@ -446,7 +487,20 @@ class Compiler:
             where.append(or_(*[HealthHistory.text.contains(t, autoescape=True) for t in texts]))
         for t in _strings(node, "text_not", required=False):
             where.append(not_(HealthHistory.text.contains(t, autoescape=True)))
-        return Patient.id.in_(select(HealthHistory.patient_id).where(*where))
+        return where
+
+    def _history(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        column = None if self.history is None else self.history.columns.get(node_key(node))
+        if column is not None and self.history is not None:
+            flags = self.history.table
+            return Patient.id.in_(select(flags.c.patient_id).where(flags.c[column] == 1))
+        return Patient.id.in_(select(HealthHistory.patient_id).where(*self.history_where(node)))
+
+    def _diagnosis(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        return self._history(node)
+
+    def _lifestyle(self, node: dict[str, Any]) -> ColumnElement[bool]:
+        return self._history(node)
 
     def _age(self, node: dict[str, Any]) -> ColumnElement[bool]:
         n, cmp, day = int(node["value"]), node["cmp"], self.as_of.date()
@@ -497,7 +551,8 @@ class Compiler:
                 return false()
             start = self.as_of - timedelta(days=days + 1)
             return Patient.id.in_(select(Encounter.patient_id).where(Encounter.started_at > start,
-                                                                     Encounter.started_at <= self.as_of))
+                                                                     Encounter.started_at <= self.as_of)
+                                  .group_by(Encounter.patient_id))
 
         if cmp == "<=":
             return visited_within(n)
@@ -511,13 +566,171 @@ class Compiler:
         return exactly if cmp == "==" else not_(exactly)
 
 
-def compile_rule(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue) -> ColumnElement[bool]:
-    """A boolean SQL expression over `patients`: true for the patients the rule matches on `as_of`."""
-    return Compiler(as_of, catalogue).predicate(expr)
+def compile_rule(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue,
+                 latest_table: bool = False, history: HistoryFlags | None = None,
+                 pivot: LatestPivot | None = None) -> ColumnElement[bool]:
+    """A boolean SQL expression over `patients`: true for the patients the rule matches on `as_of`.
+
+    latest_table=True reads "latest" conditions from observation_latest; only pass it when
+    latest_values.usable(conn, as_of) said so. history: the result of prefetch_history for the same as_of.
+    """
+    return Compiler(as_of, catalogue, latest_table, history, pivot).predicate(expr)
 
 
-def matching_ids(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue) -> Select[Any]:
-    return select(Patient.id).where(compile_rule(expr, as_of=as_of, catalogue=catalogue))
+def matching_ids(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue,
+                 latest_table: bool = False, history: HistoryFlags | None = None,
+                 pivot: LatestPivot | None = None) -> Select[Any]:
+    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_table, history=history,
+                         pivot=pivot)
+    q = select(Patient.id)
+    if pivot is not None:
+        q = q.select_from(Patient.__table__.outerjoin(pivot.table, pivot.table.c.patient_id == Patient.id))
+    return q.where(where)
+
+
+@dataclass(frozen=True)
+class LatestPivot:
+    """observation_latest as one row per patient: a value and a time column per indicator the rules use."""
+
+    table: Table
+    columns: dict[int, tuple[str, str]]  # indicator id -> (value column, time column)
+
+
+def _latest_codes(node: Any, out: set[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    if node.get("op") in ("and", "or"):
+        for a in node.get("args", []):
+            _latest_codes(a, out)
+    elif node.get("op") == "not":
+        _latest_codes(node.get("arg"), out)
+    elif node.get("kind") == "indicator" and node.get("mode", "latest") == "latest":
+        out.add(str(node.get("code")))
+
+
+def prefetch_latest(session: Session, exprs: list[dict[str, Any]], *, catalogue: Catalogue,
+                    patient_ids: list[int] | None = None) -> LatestPivot | None:
+    """Pivot observation_latest for the indicators the rules' "latest" conditions use into a temporary table.
+
+    Each such condition is then a column test on one joined row per patient instead of a sub-plan hashing up to a
+    million ids (a rule such as high-normal BP has seven of them). Only valid when latest_values.usable().
+    """
+    codes: set[str] = set()
+    for e in exprs:
+        _latest_codes(e, codes)
+    ids = sorted(catalogue[c].id for c in codes if c in catalogue)
+    if not ids:
+        return None
+    columns = {ind: (f"v{i}", f"t{i}") for i, ind in enumerate(ids)}
+    name = "care_latest_pivot"
+    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    session.execute(text(f"CREATE TEMPORARY TABLE {name} (patient_id BIGINT PRIMARY KEY, "
+                         + ", ".join(f"{v} FLOAT, {t} TIMESTAMP" for v, t in columns.values()) + ")"))
+    table = Table(name, MetaData(), Column("patient_id", BigInteger, primary_key=True),
+                  *[c for v, t in columns.values() for c in (Column(v, Float), Column(t, DateTime))])
+    parts: list[Any] = []
+    for ind, (v, t) in columns.items():
+        parts.append(func.max(case((ObservationLatest.indicator_id == ind, ObservationLatest.value))).label(v))
+        parts.append(func.max(case((ObservationLatest.indicator_id == ind, ObservationLatest.observed_at))).label(t))
+    q: Any = select(ObservationLatest.patient_id, *parts).where(ObservationLatest.indicator_id.in_(ids))
+    if patient_ids is not None:
+        q = q.where(ObservationLatest.patient_id.in_(patient_ids))
+    cols = [c for v, t in columns.values() for c in (v, t)]
+    session.execute(insert(table).from_select(["patient_id", *cols], q.group_by(ObservationLatest.patient_id)))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {name}"))
+    return LatestPivot(table, columns)
+
+
+# --- whole-population runs: every health-history condition in one scan -----------------------------------
+
+
+def node_key(node: dict[str, Any]) -> str:
+    return json.dumps(node, sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class HistoryFlags:
+    """One row per patient with any condition or lifestyle fact and a 0/1 column per rule condition: a temporary
+    table (prefetch_history, for a run of all rules) or a CTE (history_cte, for one query such as the preview)."""
+
+    table: FromClause
+    columns: dict[str, str]  # node_key -> column name
+
+
+def _history_leaves(node: Any, out: dict[str, dict[str, Any]]) -> None:
+    if not isinstance(node, dict):
+        return
+    if node.get("op") in ("and", "or"):
+        for a in node.get("args", []):
+            _history_leaves(a, out)
+    elif node.get("op") == "not":
+        _history_leaves(node.get("arg"), out)
+    elif node.get("kind") in ("diagnosis", "lifestyle"):
+        out.setdefault(node_key(node), node)
+
+
+def _history_select(exprs: list[dict[str, Any]], *, as_of: datetime,
+                    patient_ids: list[int] | None = None) -> tuple[Select[Any], dict[str, str]] | None:
+    leaves: dict[str, dict[str, Any]] = {}
+    for e in exprs:
+        _history_leaves(e, leaves)
+    if not leaves:
+        return None
+    compiler = Compiler(as_of, {})
+    columns = {key: f"c{i}" for i, key in enumerate(leaves)}
+    flags = [func.max(case((and_(*compiler.history_where(node)), 1), else_=0)).label(columns[key])
+             for key, node in leaves.items()]
+    # Only rows that can match some condition: the conditions and lifestyle facts.
+    q: Any = select(HealthHistory.patient_id, *flags).where(
+        HealthHistory.kind.in_(("condition", "lifestyle")))
+    if patient_ids is not None:
+        q = q.where(HealthHistory.patient_id.in_(patient_ids))
+    return q.group_by(HealthHistory.patient_id), columns
+
+
+def history_cte(exprs: list[dict[str, Any]], *, as_of: datetime) -> HistoryFlags | None:
+    """The rule's diagnosis and lifestyle conditions in one pass over health_history within a single query."""
+    grouped = _history_select(exprs, as_of=as_of)
+    if grouped is None:
+        return None
+    q, columns = grouped
+    return HistoryFlags(q.cte("care_history"), columns)
+
+
+def prefetch_history(session: Session, exprs: list[dict[str, Any]], *, as_of: datetime,
+                     patient_ids: list[int] | None = None) -> HistoryFlags | None:
+    """Evaluate every diagnosis and lifestyle condition of `exprs` in a single pass over health_history.
+
+    A run of all rules otherwise scans health_history once per condition (a dozen scans of millions of rows);
+    here it is read once, grouped by patient, into a session-local temporary table the compiled rules read.
+    """
+    grouped = _history_select(exprs, as_of=as_of, patient_ids=patient_ids)
+    if grouped is None:
+        return None
+    q, columns = grouped
+    name = "care_history_flags"
+    session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    session.execute(text(f"CREATE TEMPORARY TABLE {name} (patient_id BIGINT PRIMARY KEY, "
+                         + ", ".join(f"{c} SMALLINT NOT NULL" for c in columns.values()) + ")"))
+    table = Table(name, MetaData(), Column("patient_id", BigInteger, primary_key=True),
+                  *[Column(c, SmallInteger) for c in columns.values()])
+    session.execute(insert(table).from_select(["patient_id", *columns.values()], q))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {name}"))
+    return HistoryFlags(table, columns)
+
+
+def tune_for_sets(conn: Connection | Session) -> None:
+    """Give set-based rule queries memory for their hashed sub-plans (PostgreSQL, this transaction only).
+
+    A condition under or/not becomes a sub-plan that PostgreSQL hashes only if the set fits in work_mem; with the
+    default 4 MB a million-patient set is searched linearly once per patient instead, which turns seconds into
+    hours.
+    """
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
 
 
 def preview_count(conn: Connection | Session, expr: dict[str, Any], *, as_of: datetime,
@@ -525,7 +738,11 @@ def preview_count(conn: Connection | Session, expr: dict[str, Any], *, as_of: da
     """How many patients a (validated) rule matches: a single COUNT in the database."""
     catalogue = load_catalogue(conn)
     validate(expr, catalogue)
-    where = compile_rule(expr, as_of=as_of, catalogue=catalogue)
+    tune_for_sets(conn)
+    # A rule with several history conditions reads health_history once (a CTE), not once per condition.
+    history = history_cte([expr], as_of=as_of)
+    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_values.usable(conn, as_of),
+                         history=history if history is not None and len(history.columns) > 1 else None)
     if patient_filter is not None:
         where = and_(where, patient_filter)
     return int(conn.execute(select(func.count()).select_from(Patient).where(where)).scalar_one())

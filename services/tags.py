@@ -26,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from db.models import Patient, PatientTag, TagRule
-from services import audit, clock, rules
+from services import audit, clock, latest_values, rules
+from services.auth import CurrentUser
 from services.errors import UserError
 
 SRC_BP = "中国高血压防治指南（2018年修订版） / 2018 Chinese Guidelines for the Management of Hypertension"
@@ -237,16 +238,29 @@ def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | N
     Idempotent: a second run with the same data changes nothing.
     """
     catalogue = rules.load_catalogue(session)
+    rules.tune_for_sets(session)
+    latest_values.refresh(session, patient_ids=patient_ids)
+    use_table = latest_values.usable(session, as_of)
     active = session.scalars(select(TagRule).where(TagRule.active.is_(True)).order_by(TagRule.code)).all()
+    history = rules.prefetch_history(session, [r.expression for r in active], as_of=as_of, patient_ids=patient_ids)
+    pivot = (rules.prefetch_latest(session, [r.expression for r in active], catalogue=catalogue,
+                                   patient_ids=patient_ids) if use_table else None)
     added = ended = 0
+    pg = session.get_bind().dialect.name == "postgresql"
     # Each rule's matches are computed once into a temporary table, then tags are ended and opened against it.
     session.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_MATCH.name} (patient_id BIGINT PRIMARY KEY)"))
     for rule in active:
-        session.execute(delete(_MATCH))
-        matching = select(Patient.id).where(rules.compile_rule(rule.expression, as_of=as_of, catalogue=catalogue))
+        # TRUNCATE empties a temporary table without a dead row per match (hundreds of thousands per rule).
+        session.execute(text(f"TRUNCATE {_MATCH.name}") if pg else delete(_MATCH))
+        matching = rules.matching_ids(rule.expression, as_of=as_of, catalogue=catalogue, latest_table=use_table,
+                                      history=history, pivot=pivot)
         if patient_ids is not None:
             matching = matching.where(Patient.id.in_(patient_ids))
         session.execute(insert(_MATCH).from_select(["patient_id"], matching))
+        if pg:
+            # A temporary table has no statistics: without them the planner guesses a few rows and picks nested
+            # loops over what may be hundreds of thousands of matches.
+            session.execute(text(f"ANALYZE {_MATCH.name}"))
         open_tag = and_(PatientTag.tag_code == rule.code, PatientTag.until.is_(None))
         still = exists().where(_MATCH.c.patient_id == PatientTag.patient_id)
         end = update(PatientTag).where(open_tag, PatientTag.rule_id.is_not(None), ~still).values(until=as_of)
@@ -296,8 +310,14 @@ def add_manual_tag(session: Session, *, patient_id: int, tag_code: str, user_id:
     return tag
 
 
-def end_manual_tag(session: Session, *, tag_id: int, user_id: int, username: str | None,
-                   now: datetime | None = None) -> None:
+MANUAL_TAG_ROLES = frozenset({"nurse", "admin"})
+
+
+def end_manual_tag(session: Session, *, tag_id: int, user: CurrentUser, now: datetime | None = None) -> None:
+    """End a hand-set tag (until = now) with an audit row; only nurses and administrators may (checked here, not
+    just by hiding the button)."""
+    if user.role not in MANUAL_TAG_ROLES:
+        raise UserError("care.tags.not_allowed")
     now = now or clock.now()
     tag = session.get(PatientTag, tag_id)
     if tag is None or tag.until is not None:
@@ -306,5 +326,5 @@ def end_manual_tag(session: Session, *, tag_id: int, user_id: int, username: str
         # An automatic tag would come back on the next run; change the rule instead.
         raise UserError("care.tags.automatic")
     tag.until = now
-    audit.record(session, action="tag.end", user_id=user_id, username=username, entity="patient_tag",
+    audit.record(session, action="tag.end", user_id=user.id, username=user.username, entity="patient_tag",
                  entity_id=tag.id, patient_id=tag.patient_id, detail={"tag": tag.tag_code}, at=now)

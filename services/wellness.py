@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import AdviceItem, Indicator, Observation, Patient, WellnessPlan
 from services import audit, clock
+from services.auth import CurrentUser
 from services.errors import UserError
 
 GOAL_CMPS = ("<", "<=", ">", ">=")
@@ -116,10 +117,27 @@ def plans_of(session: Session, *, patient_id: int) -> list[WellnessPlan]:
                                 .order_by(WellnessPlan.start_on.desc(), WellnessPlan.id.desc())))
 
 
-def close_plan(session: Session, *, plan_id: int, user_id: int | None, username: str | None) -> None:
+PLAN_ROLES = frozenset({"nurse", "admin"})
+OUTCOMES = ("completed", "closed")  # goals reached / stopped early
+
+
+def close_plan(session: Session, *, plan_id: int, user: CurrentUser, outcome: str = "closed",
+               today: date | None = None) -> WellnessPlan:
+    """End an active plan as completed or stopped: status, end date (today unless it ended earlier) and an audit
+    row. Only nurses and administrators may (checked here, not just by hiding the button)."""
+    if user.role not in PLAN_ROLES:
+        raise UserError("care.wellness.not_allowed")
+    if outcome not in OUTCOMES:
+        raise UserError("care.wellness.bad_outcome")
     plan = session.get(WellnessPlan, plan_id)
     if plan is None or plan.status != "active":
         raise UserError("care.wellness.not_active")
-    plan.status = "closed"
-    audit.record(session, action="wellness_plan.close", user_id=user_id, username=username,
-                 entity="wellness_plan", entity_id=plan_id, patient_id=plan.patient_id)
+    day = today or clock.today()
+    plan.status = outcome
+    if plan.end_on is None or plan.end_on > day:
+        plan.end_on = max(day, plan.start_on)
+    audit.record(session, action=f"wellness_plan.{'complete' if outcome == 'completed' else 'close'}",
+                 user_id=user.id, username=user.username, entity="wellness_plan", entity_id=plan_id,
+                 patient_id=plan.patient_id, detail={"outcome": outcome, "end_on": plan.end_on.isoformat()})
+    session.flush()
+    return plan

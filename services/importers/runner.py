@@ -52,14 +52,14 @@ def run_import(
     load_importers()
     total = ImportResult()
     units = plan(paths, fmt)
+    _begin_before_savepoints(session)
     outer = session.begin_nested() if options.dry_run else None
     try:
         for i, (path, kind) in enumerate(units, start=1):
             if not path.exists():
                 total.rejected.append(Rejection(str(path), "file", "import.err.not_found"))
             elif kind is None:
-                reason = "import.err.empty_file" if path.is_file() and path.stat().st_size == 0 else \
-                    "import.err.unknown_format"
+                reason = "import.err.empty_file" if path.is_file() and _blank(path) else "import.err.unknown_format"
                 total.rejected.append(Rejection(str(path), "file", reason))
             elif kind not in REGISTRY:
                 total.rejected.append(Rejection(str(path), "file", "import.err.no_importer", {"format": kind}))
@@ -70,12 +70,42 @@ def run_import(
     finally:
         if outer is not None:
             outer.rollback()
+            # Nothing was written: the ids of patients a dry run would have enrolled do not exist.
+            total.touched_patient_ids = set()
     if not options.dry_run:
         audit.record(session, action="import", user_id=options.actor_id, username=options.actor, entity="import",
                      detail={"paths": [str(p) for p in paths][:50], "format": fmt, "strict": options.strict,
                              "imported": total.imported, "updated": total.updated, "skipped": total.skipped,
                              "rejected": len(total.rejected)})
+        if total.touched_patient_ids:
+            # The care area re-evaluates risk and tag rules for just the patients this import touched.
+            from services.care_automation import reevaluate
+
+            reevaluate(session, patient_ids=total.touched_patient_ids)
     return total
+
+
+def _begin_before_savepoints(session: Session) -> None:
+    """SQLite: open the transaction for real before the first savepoint.
+
+    Python's sqlite3 module (legacy transaction control, as db/engine.py leaves it) sends BEGIN only before an
+    INSERT/UPDATE/DELETE. A SAVEPOINT sent first opens the transaction itself, and releasing that savepoint then
+    commits: a file would stay imported when a later step fails and the caller rolls back. An explicit BEGIN makes
+    the savepoints nest inside the caller's transaction, as on PostgreSQL.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.dbapi_connection
+    if raw is not None and not getattr(raw, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN")
+
+
+def _blank(path: Path) -> bool:
+    """Nothing but blank lines and spaces (what a spreadsheet saves for an empty sheet) counts as empty."""
+    if path.stat().st_size > 65536:
+        return False
+    return not path.read_bytes().lstrip(b"\xef\xbb\xbf").strip()
 
 
 def _one(session: Session, path: Path, kind: str, options: ImportOptions) -> ImportResult:

@@ -1,25 +1,26 @@
 """Disease risk models (PCE, Framingham 2008, FINDRISC, CDRS) and their set-based run over all patients.
 
-China-PAR is deliberately absent: its coefficients are not verified in the project's clinical references,
-and the brief forbids guessing them (see docs in the closing report).
+China-PAR is deliberately absent: /work/shared/clinical-references.md has neither its coefficients nor a worked
+example to check them against (nor verified 2019 guideline bands), and coefficients are never guessed.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Text, and_, case, cast, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from db.models import HealthHistory, Observation, Patient, RiskAssessment
-from services import rules
-from services.risk import cdrs, findrisc, framingham, pce
+from db.models import HealthHistory, Observation, ObservationLatest, Patient, RiskAssessment
+from services import latest_values, rules
+from services.risk import cdrs, findrisc, framingham, pce, vector
 from services.risk.base import RiskInputs, RiskResult
 
 ModelFn = Callable[[RiskInputs], RiskResult]
@@ -45,7 +46,7 @@ ANTIHYPERTENSIVE_TEXT = ("降压", "地平", "普利", "沙坦", "洛尔", "氢�
                          "metoprolol", "bisoprolol", "hydrochlorothiazide", "indapamide")
 FIRST_DEGREE = ("父", "母", "兄", "弟", "姐", "妹", "子", "女", "parent", "father", "mother", "sibling", "brother",
                 "sister", "son", "daughter", "child")
-BATCH = 20000
+BATCH = 50000
 
 
 def _age(birth: date | None, on: date) -> int | None:
@@ -68,52 +69,70 @@ class _Flags:
     high_glucose: set[int]
 
 
-def _flags(session: Session, as_of: datetime, only: list[int] | None = None) -> _Flags:
+def _flags(session: Session, as_of: datetime, only: list[int] | None = None, *,
+           latest_table: bool = False) -> _Flags:
     """Patient-id sets for the yes/no inputs, each one set-based query (reusing the tag rule compiler)."""
     from services.tags import BUILTIN_RULES
 
     catalogue = rules.load_catalogue(session)
     by_code = {r.code: r.expression for r in BUILTIN_RULES}
+    exprs: dict[str, dict[str, Any]] = {
+        "diabetes": by_code["diabetes"],
+        "smoking_recorded": {"kind": "lifestyle", "aspect": "smoking"},
+        "inactive": {"op": "or", "args": [
+            {"kind": "lifestyle", "aspect": "exercise", "key": "level", "values": ["none", "occasional"]},
+            {"kind": "lifestyle", "aspect": "activity", "key": "level", "values": ["none", "occasional"]}]},
+        "few_vegetables": {"kind": "lifestyle", "aspect": "diet", "text": ["蔬菜水果摄入不足"]},
+        "smoker": by_code["smoker"],
+        "high_glucose": {"op": "or", "args": [
+            {"kind": "indicator", "code": "FPG", "mode": "any", "cmp": ">=", "value": 6.1, "window_days": 36500},
+            {"kind": "indicator", "code": "HBA1C", "mode": "any", "cmp": ">=", "value": 5.7, "window_days": 36500},
+        ]},
+    }
+    history = rules.prefetch_history(session, list(exprs.values()), as_of=as_of, patient_ids=only)
+    pivot = (rules.prefetch_latest(session, list(exprs.values()), catalogue=catalogue, patient_ids=only)
+             if latest_table else None)
 
     def rule_ids(expr: dict[str, Any]) -> set[int]:
-        stmt = rules.matching_ids(expr, as_of=as_of, catalogue=catalogue)
+        stmt = rules.matching_ids(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_table,
+                                  history=history, pivot=pivot)
         if only is not None:
             stmt = stmt.where(Patient.id.in_(only))
-        return set(session.scalars(stmt))
-
-    def _ids(stmt: Any) -> set[int]:
-        if only is not None:
-            stmt = stmt.where(HealthHistory.patient_id.in_(only))
         return set(session.scalars(stmt))
 
     day = as_of.date()
     active = and_(HealthHistory.recorded_at <= as_of,
                   or_(HealthHistory.started_on.is_(None), HealthHistory.started_on <= day),
                   or_(HealthHistory.ended_on.is_(None), HealthHistory.ended_on > day))
-    meds = select(HealthHistory.patient_id).where(
-        HealthHistory.kind == "medication", active,
-        or_(*[func.upper(HealthHistory.code).startswith(c) for c in ANTIHYPERTENSIVE_ATC],
-            *[func.lower(HealthHistory.text).contains(t) for t in ANTIHYPERTENSIVE_TEXT]))
+    meds = and_(HealthHistory.kind == "medication", active,
+                or_(*[func.upper(HealthHistory.code).startswith(c) for c in ANTIHYPERTENSIVE_ATC],
+                    *[func.lower(HealthHistory.text).contains(t) for t in ANTIHYPERTENSIVE_TEXT]))
     family_dm = and_(HealthHistory.kind == "family",
                      or_(HealthHistory.text.contains("糖尿病"), func.lower(HealthHistory.text).contains("diabet"),
                          func.upper(HealthHistory.code).startswith("E1")))
     first = or_(*[func.lower(func.coalesce(HealthHistory.relation, "")).contains(r) for r in FIRST_DEGREE])
+    # Medication and family facts in one pass over health_history (one scan instead of four).
+    wanted = (meds, HealthHistory.kind == "family", and_(family_dm, first), family_dm)
+    q = (select(HealthHistory.patient_id, *[func.max(case((w, 1), else_=0)) for w in wanted])
+         .where(HealthHistory.kind.in_(("medication", "family"))).group_by(HealthHistory.patient_id))
+    if only is not None:
+        q = q.where(HealthHistory.patient_id.in_(only))
+    found: tuple[set[int], set[int], set[int], set[int]] = (set(), set(), set(), set())
+    for row in session.execute(q):
+        for i in range(4):
+            if row[i + 1]:
+                found[i].add(row[0])
     return _Flags(
-        diabetes=rule_ids(by_code["diabetes"]),
-        smoking_recorded=rule_ids({"kind": "lifestyle", "aspect": "smoking"}),
-        inactive=rule_ids({"op": "or", "args": [
-            {"kind": "lifestyle", "aspect": "exercise", "key": "level", "values": ["none", "occasional"]},
-            {"kind": "lifestyle", "aspect": "activity", "key": "level", "values": ["none", "occasional"]}]}),
-        few_vegetables=rule_ids({"kind": "lifestyle", "aspect": "diet", "text": ["蔬菜水果摄入不足"]}),
-        smoker=rule_ids(by_code["smoker"]),
-        bp_treated=_ids(meds),
-        family_recorded=_ids(select(HealthHistory.patient_id).where(HealthHistory.kind == "family")),
-        family_first=_ids(select(HealthHistory.patient_id).where(family_dm, first)),
-        family_second=_ids(select(HealthHistory.patient_id).where(family_dm)),
-        high_glucose=rule_ids({"op": "or", "args": [
-            {"kind": "indicator", "code": "FPG", "mode": "any", "cmp": ">=", "value": 6.1, "window_days": 36500},
-            {"kind": "indicator", "code": "HBA1C", "mode": "any", "cmp": ">=", "value": 5.7, "window_days": 36500},
-        ]}),
+        diabetes=rule_ids(exprs["diabetes"]),
+        smoking_recorded=rule_ids(exprs["smoking_recorded"]),
+        inactive=rule_ids(exprs["inactive"]),
+        few_vegetables=rule_ids(exprs["few_vegetables"]),
+        smoker=rule_ids(exprs["smoker"]),
+        bp_treated=found[0],
+        family_recorded=found[1],
+        family_first=found[2],
+        family_second=found[3],
+        high_glucose=rule_ids(exprs["high_glucose"]),
     )
 
 
@@ -192,85 +211,237 @@ class AssessSummary:
     unchanged: int
 
 
-def _latest_stored(session: Session, ids: Iterable[int]) -> dict[tuple[int, str], tuple[Any, ...]]:
-    ranked = (
-        select(RiskAssessment.patient_id, RiskAssessment.model, RiskAssessment.model_version, RiskAssessment.score,
-               RiskAssessment.level, RiskAssessment.missing,
-               func.row_number().over(partition_by=(RiskAssessment.patient_id, RiskAssessment.model),
-                                      order_by=(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()))
-               .label("rn"))
-        .where(RiskAssessment.patient_id.in_(list(ids)))
-        .subquery()
-    )
-    rows = session.execute(select(ranked).where(ranked.c.rn == 1)).all()
-    return {(r.patient_id, r.model): (r.model_version, r.score, r.level, r.missing) for r in rows}
-
-
 _COLUMNS = ("patient_id", "model", "model_version", "assessed_at", "score", "level", "inputs", "factors", "missing")
-_JSON = frozenset({"inputs", "factors", "missing"})
 
 
-def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert: COPY on PostgreSQL (an order of magnitude faster than INSERT at millions of rows), Core
-    executemany elsewhere (the ORM bulk path splits rows into many small statements)."""
+def _write(session: Session, rows: list[vector.Row], at: datetime) -> None:
+    """Bulk insert of rows whose JSON is already text: COPY on PostgreSQL (an order of magnitude faster than
+    INSERT at millions of rows), one executemany elsewhere."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
-        session.execute(insert(cast(Table, RiskAssessment.__table__)), rows)
+        stmt = text(f"INSERT INTO risk_assessments ({', '.join(_COLUMNS)}) VALUES "
+                    "(:p, :m, :v, :at, :s, :l, :i, :f, :x)")
+        session.execute(stmt, [{"p": r[0], "m": r[1], "v": r[2], "at": at, "s": r[3], "l": r[4], "i": r[5],
+                                "f": r[6], "x": r[7]} for r in rows])
         return
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    for row in rows:
-        writer.writerow([r"\N" if row[c] is None else json.dumps(row[c], ensure_ascii=False) if c in _JSON
-                         else row[c].isoformat(sep=" ") if isinstance(row[c], datetime) else row[c]
-                         for c in _COLUMNS])
-    buf.seek(0)
+    stamp = at.isoformat(sep=" ")
+
+    def field(v: Any) -> str:
+        # COPY's text format: tab-separated, \N for NULL, backslashes doubled (JSON text has no tabs or newlines;
+        # json.dumps escapes them inside strings).
+        if v is None:
+            return "\\N"
+        t = v if isinstance(v, str) else repr(v) if isinstance(v, float) else str(v)
+        return t.replace("\\", "\\\\") if "\\" in t else t
+
+    buf = io.StringIO("".join(
+        f"{pid}\t{field(model)}\t{field(version)}\t{stamp}\t{field(score)}\t{field(level)}\t{field(inputs)}\t"
+        f"{field(factors)}\t{field(missing)}\n"
+        for pid, model, version, score, level, inputs, factors, missing in rows))
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur: Any = raw.cursor()  # psycopg2: copy_expert is not part of the DB-API
     try:
-        cur.copy_expert(f"COPY risk_assessments ({', '.join(_COLUMNS)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
-                        buf)
+        cur.copy_expert(f"COPY risk_assessments ({', '.join(_COLUMNS)}) FROM STDIN", buf)
     finally:
         cur.close()
+
+
+def _members(ids: npt.NDArray[np.int64], members: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    if len(members) == 0:
+        return np.zeros(len(ids), dtype=np.bool_)
+    pos = np.clip(np.searchsorted(members, ids), 0, len(members) - 1)
+    found: npt.NDArray[np.bool_] = members[pos] == ids
+    return found
+
+
+def _as_batch(ids: npt.NDArray[np.int64], sexes: list[str | None], births: list[date | None],
+              values: dict[str, npt.NDArray[np.float64]], flags: dict[str, npt.NDArray[np.int64]],
+              on: date) -> vector.Batch:
+    """The vector form of inputs_for() for a batch of patients (same rules; tested to agree)."""
+    n = len(ids)
+
+    def has(name: str) -> npt.NDArray[np.bool_]:
+        return _members(ids, flags[name])
+
+    def known(mask: npt.NDArray[np.bool_], value: npt.NDArray[np.bool_]) -> npt.NDArray[np.int8]:
+        out: npt.NDArray[np.int8] = np.where(mask, value.astype(np.int8), -1).astype(np.int8)
+        return out
+
+    yes = np.ones(n, dtype=np.bool_)
+    treated, diabetes = has("bp_treated"), has("diabetes")
+    family = np.full(n, -1, dtype=np.int8)
+    family[has("family_recorded")] = 0
+    family[has("family_second")] = 1
+    family[has("family_first")] = 2
+    return vector.Batch(
+        n=n,
+        age=np.array([np.nan if b is None else float(_age(b, on) or 0) for b in births], dtype=np.float64),
+        sex=np.array([{"M": 1, "F": 0}.get(x or "", -1) for x in sexes], dtype=np.int8),
+        race=np.full(n, vector.RACES.index("other"), dtype=np.int8),
+        numbers=values,
+        flags={"bp_treated": known(yes, treated), "smoker": known(has("smoking_recorded"), has("smoker")),
+               "diabetes": known(yes, diabetes),
+               "physically_active": known(has("inactive"), np.zeros(n, dtype=np.bool_)),
+               "vegetables_daily": known(has("few_vegetables"), np.zeros(n, dtype=np.bool_)),
+               "high_glucose_ever": known(yes, has("high_glucose") | diabetes),
+               "antihypertensive_ever": known(yes, treated)},
+        family=family,
+    )
+
+
+def _values(session: Session, where: Any, as_of: datetime, fields: dict[int, str], use_table: bool,
+            ids: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.float64]]:
+    """Latest value within MAX_VALUE_AGE_DAYS of each model input for the batch, one query."""
+    since = as_of - timedelta(days=MAX_VALUE_AGE_DAYS)
+    if use_table:
+        stmt: Any = select(ObservationLatest.patient_id, ObservationLatest.indicator_id, ObservationLatest.value).where(
+            where(ObservationLatest.patient_id), ObservationLatest.indicator_id.in_(list(fields)),
+            ObservationLatest.observed_at >= since)
+    else:
+        ranked = (
+            select(Observation.patient_id, Observation.indicator_id, Observation.value,
+                   func.row_number().over(partition_by=(Observation.patient_id, Observation.indicator_id),
+                                          order_by=(Observation.observed_at.desc(), Observation.id.desc()))
+                   .label("rn"))
+            .where(where(Observation.patient_id), Observation.indicator_id.in_(list(fields)),
+                   Observation.observed_at <= as_of, Observation.observed_at >= since)
+            .subquery()
+        )
+        stmt = select(ranked.c.patient_id, ranked.c.indicator_id, ranked.c.value).where(ranked.c.rn == 1)
+    out = {f: np.full(len(ids), np.nan) for f in vector.NUMBERS}
+    rows = session.execute(stmt).all()
+    if rows:
+        pid = np.array([r[0] for r in rows], dtype=np.int64)
+        ind = np.array([r[1] for r in rows], dtype=np.int64)
+        val = np.array([r[2] for r in rows], dtype=np.float64)
+        pos = np.searchsorted(ids, pid)
+        for ind_id, name in fields.items():
+            sel = ind == ind_id
+            out[name][pos[sel]] = val[sel]
+    return out
+
+
+def _previous(session: Session, where: Any, ids: npt.NDArray[np.int64]) -> dict[str, dict[str, list[Any]]]:
+    """Per model, per batch position: the newest stored (version, score, level, missing JSON text)."""
+    ranked = (
+        select(RiskAssessment.patient_id, RiskAssessment.model, RiskAssessment.model_version, RiskAssessment.score,
+               RiskAssessment.level, cast(RiskAssessment.missing, Text).label("missing"),
+               func.row_number().over(partition_by=(RiskAssessment.patient_id, RiskAssessment.model),
+                                      order_by=(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()))
+               .label("rn"))
+        .where(where(RiskAssessment.patient_id))
+        .subquery()
+    )
+    n = len(ids)
+    out: dict[str, dict[str, list[Any]]] = {
+        m: {"present": [False] * n, "version": [None] * n, "score": [None] * n, "level": [None] * n,
+            "missing": [None] * n} for m in MODELS}
+    rows = session.execute(select(ranked.c.patient_id, ranked.c.model, ranked.c.model_version, ranked.c.score,
+                                  ranked.c.level, ranked.c.missing).where(ranked.c.rn == 1)).all()
+    if not rows:
+        return out
+    pos = np.searchsorted(ids, np.array([r[0] for r in rows], dtype=np.int64)).tolist()
+    for i, (_, model, version, score, level, missing) in zip(pos, rows, strict=True):
+        slot = out.get(model)
+        if slot is None:
+            continue
+        slot["present"][i] = True
+        slot["version"][i] = version
+        slot["score"][i] = score
+        slot["level"][i] = level
+        # JSON null and SQL NULL both mean "nothing missing"; other writers may space the list differently.
+        slot["missing"][i] = None if missing in (None, "null") else json.dumps(json.loads(missing),
+                                                                               ensure_ascii=False)
+    return out
+
+
+def _changed(result: vector.VectorResult, prev: dict[str, list[Any]]) -> list[int]:
+    """Positions whose (version, score to 4 decimals, level, missing) differ from the newest stored row."""
+    scores = [None if s != s else round(s, 4) for s in result.score.tolist()]
+    levels = vector.level_names(result.model, result.level)
+    missing = vector.missing_json(result.model, result.missing)
+    return [i for i, (p, v, s, lv, ms) in enumerate(zip(prev["present"], prev["version"], prev["score"],
+                                                          prev["level"], prev["missing"], strict=True))
+            if not p or v != result.version or s != scores[i] or lv != levels[i] or ms != missing[i]]
 
 
 def assess_all(session: Session, *, as_of: datetime, patient_ids: list[int] | None = None) -> AssessSummary:
     """Run every model for every patient (or the given ones) and store a row where the result changed.
 
+    Set-based: per batch of patients one query for their latest values (observation_latest when current), one
+    for their newest stored results, the models over numpy arrays, and one COPY of the changed rows.
     Idempotent: an unchanged score, level and missing list for the same model version writes nothing.
     """
-    flags = _flags(session, as_of, patient_ids)
+    rules.tune_for_sets(session)
+    latest_values.refresh(session, patient_ids=patient_ids)
+    use_table = latest_values.usable(session, as_of)
+    flags = _flags(session, as_of, patient_ids, latest_table=use_table)
+    members = {name: np.array(sorted(getattr(flags, name)), dtype=np.int64) for name in _Flags.__dataclass_fields__}
+    catalogue = rules.load_catalogue(session)
+    fields = {catalogue[c].id: f for c, f in VALUE_CODES.items() if c in catalogue}
     on = as_of.date()
-    id_query = select(Patient.id).order_by(Patient.id)
+    chunks: Iterable[_Chunk]
     if patient_ids is not None:
-        id_query = id_query.where(Patient.id.in_(patient_ids))
-    all_ids = list(session.scalars(id_query))
-    stored = unchanged = 0
-    for start in range(0, len(all_ids), BATCH):
-        ids = all_ids[start:start + BATCH]
-        people = session.execute(select(Patient.id, Patient.sex, Patient.birth_date).where(
-            Patient.id.between(ids[0], ids[-1]))).all()
-        values = _latest_values(session, ids, as_of)
-        previous = _latest_stored(session, ids)
-        rows: list[dict[str, Any]] = []
-        wanted = set(ids)
-        for pid, sex, birth in people:
-            if pid not in wanted:
-                continue
-            inputs = inputs_for(sex, birth, values.get(pid, {}), pid, flags, on)
-            for name, fn in MODELS.items():
-                result = fn(inputs)
-                row = to_row(pid, result, as_of)
-                key = (row["model_version"], row["score"], row["level"], row["missing"])
-                if previous.get((pid, name)) == key:
-                    unchanged += 1
-                    continue
-                rows.append(row)
+        wanted = sorted(set(patient_ids))
+        chunks = (_Chunk(ids=tuple(wanted[i:i + BATCH])) for i in range(0, len(wanted), BATCH))
+    else:
+        chunks = _id_ranges(session)
+    patients = stored = unchanged = 0
+    for where in chunks:
+        people = session.execute(select(Patient.id, Patient.sex, Patient.birth_date).where(where(Patient.id))
+                                 .order_by(Patient.id)).all()
+        if not people:
+            continue
+        ids = np.array([p[0] for p in people], dtype=np.int64)
+        batch = _as_batch(ids, [p[1] for p in people], [p[2] for p in people],
+                          _values(session, where, as_of, fields, use_table, ids), members, on)
+        previous = _previous(session, where, ids)
+        body: vector.InputsJson | None = None
+        rows: list[vector.Row] = []
+        for name, result in vector.assess(batch).items():
+            which = _changed(result, previous[name])
+            unchanged += len(ids) - len(which)
+            if which:
+                body = body or vector.InputsJson(batch)
+                rows += vector.rows(ids.tolist(), result, which, body)
         if rows:
-            _insert(session, rows)
+            _write(session, rows, as_of)
             stored += len(rows)
+        patients += len(ids)
     session.flush()
-    return AssessSummary(len(all_ids), stored, unchanged)
+    return AssessSummary(patients, stored, unchanged)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A batch of patients: an id range (low exclusive, high inclusive; None = open) or explicit ids."""
+
+    low: int | None = None
+    high: int | None = None
+    ids: tuple[int, ...] | None = None
+
+    def __call__(self, col: Any) -> Any:
+        if self.ids is not None:
+            return col.in_(self.ids)
+        parts = [col > self.low] if self.low is not None else []
+        if self.high is not None:
+            parts.append(col <= self.high)
+        return and_(*parts) if parts else col.is_not(None)
+
+
+def _id_ranges(session: Session) -> Iterable[_Chunk]:
+    """Consecutive id ranges of about BATCH patients each (keyset paging: no OFFSET scan, no id list in SQL)."""
+    last: int | None = None
+    while True:
+        q = select(Patient.id).order_by(Patient.id).limit(1).offset(BATCH - 1)
+        if last is not None:
+            q = q.where(Patient.id > last)
+        end = session.scalar(q)
+        yield _Chunk(low=last, high=end)
+        if end is None:
+            return
+        last = end
 
 
 def assess_patient(session: Session, *, patient_id: int, as_of: datetime) -> dict[str, RiskResult]:
@@ -282,4 +453,3 @@ def assess_patient(session: Session, *, patient_id: int, as_of: datetime) -> dic
     values = _latest_values(session, [patient_id], as_of).get(patient_id, {})
     inputs = inputs_for(person.sex, person.birth_date, values, patient_id, flags, as_of.date())
     return {name: fn(inputs) for name, fn in MODELS.items()}
-

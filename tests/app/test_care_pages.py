@@ -246,3 +246,62 @@ def test_care_panel_is_read_only_for_managers(app_db: Engine) -> None:
     keys = {b.key for b in at.button}
     assert f"care_panel_summary_{pid}_save" not in keys
     assert f"care_panel_tag_add_{pid}" not in keys
+
+
+def _manual_tag_and_plan(engine: Engine) -> tuple[int, int, int]:
+    from db.models import User
+    from services import wellness
+
+    with Session(engine) as s, s.begin():
+        pid = s.scalars(select(Patient.id).order_by(Patient.id)).first()
+        assert pid is not None
+        nurse = s.scalars(select(User).where(User.username == "nurse")).one()
+        tag = tags.add_manual_tag(s, patient_id=pid, tag_code="vip", user_id=nurse.id, username=nurse.username)
+        plan = wellness.create_plan(s, patient_id=pid, title="降压计划", goals=[wellness.Goal(
+            "SBP", "<", 130, clock.today() + timedelta(days=60))], advice_codes=[], start_on=clock.today(),
+            end_on=None, user_id=nurse.id, username=nurse.username)
+        return pid, tag.id, plan.id
+
+
+@pytest.mark.parametrize(("role", "lang", "end_label"), [("nurse", "en", "End"), ("admin", "zh_CN", "结束")])
+def test_care_panel_ends_a_manual_tag(app_db: Engine, role: str, lang: str, end_label: str) -> None:
+    from db.models import AuditLog, PatientTag
+
+    _, tag_id, _ = _manual_tag_and_plan(app_db)
+    at, _ = _panel(app_db, role, lang)
+    button = at.button(key=f"care_panel_tag_end_{tag_id}")
+    assert button.label == end_label
+    button.click().run()
+    assert not at.exception, at.exception
+    with Session(app_db) as s:
+        assert s.get(PatientTag, tag_id).until is not None  # type: ignore[union-attr]
+        assert s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "tag.end")) == 1
+    assert f"care_panel_tag_end_{tag_id}" not in {b.key for b in at.button}
+
+
+@pytest.mark.parametrize(("role", "lang", "key", "status", "shown"),
+                         [("nurse", "en", "complete", "completed", "completed"),
+                          ("admin", "zh_CN", "close", "closed", "已停止")])
+def test_care_panel_completes_or_stops_a_wellness_plan(app_db: Engine, role: str, lang: str, key: str,
+                                                      status: str, shown: str) -> None:
+    from db.models import WellnessPlan
+
+    _, _, plan_id = _manual_tag_and_plan(app_db)
+    at, _ = _panel(app_db, role, lang)
+    at.button(key=f"care_panel_plan_{key}_{plan_id}").click().run()
+    assert not at.exception, at.exception
+    with Session(app_db) as s:
+        plan = s.get(WellnessPlan, plan_id)
+        assert plan is not None and plan.status == status and plan.end_on == clock.today()
+    assert any(shown in m.value for m in at.markdown)
+    assert f"care_panel_plan_complete_{plan_id}" not in {b.key for b in at.button}
+
+
+@pytest.mark.parametrize("role", ["manager", "quality"])
+def test_care_panel_hides_tag_and_plan_actions_from_other_roles(app_db: Engine, role: str) -> None:
+    _, tag_id, plan_id = _manual_tag_and_plan(app_db)
+    at, _ = _panel(app_db, role, "en")
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert not {f"care_panel_tag_end_{tag_id}", f"care_panel_plan_complete_{plan_id}",
+                f"care_panel_plan_close_{plan_id}"} & keys

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import AdviceItem, AuditLog, HealthSummary, WellnessPlan
+from db.models import AdviceItem, AuditLog, HealthSummary, User, WellnessPlan
 from services import advice, return_risk, summaries, tags, wellness
 from services.errors import UserError
 from tests.factories import create_patient, create_response, create_user
@@ -170,3 +170,36 @@ def test_return_risk_model_on_history(session: Session) -> None:
 def test_return_risk_not_enough_history(session: Session) -> None:
     model = return_risk.build(session, as_of=datetime(2026, 6, 1))
     assert not model.fitted and model.auc is None
+
+
+def test_wellness_plan_complete_and_close(session: Session) -> None:
+    from services.auth import CurrentUser
+
+    nurse = create_user(session)
+    quality = create_user(session, role="quality")
+    p = create_patient(session).id
+
+    def plan() -> WellnessPlan:
+        return wellness.create_plan(session, patient_id=p, title="控糖", goals=[wellness.Goal(
+            "FPG", "<", 6.1, date(2026, 9, 1))], advice_codes=[], start_on=date(2026, 1, 1), end_on=None,
+            user_id=nurse.id, username=nurse.username, now=T1)
+
+    def as_user(u: User) -> CurrentUser:
+        return CurrentUser(u.id, u.username, u.display_name, u.role, u.department_id)
+
+    first, second = plan(), plan()
+    with pytest.raises(UserError) as e:
+        wellness.close_plan(session, plan_id=first.id, user=as_user(quality), outcome="completed")
+    assert e.value.key == "care.wellness.not_allowed" and first.status == "active"
+    with pytest.raises(UserError) as e:
+        wellness.close_plan(session, plan_id=first.id, user=as_user(nurse), outcome="maybe")
+    assert e.value.key == "care.wellness.bad_outcome" and first.status == "active"
+    wellness.close_plan(session, plan_id=first.id, user=as_user(nurse), outcome="completed", today=date(2026, 6, 1))
+    wellness.close_plan(session, plan_id=second.id, user=as_user(nurse), today=date(2026, 6, 2))
+    assert (first.status, first.end_on) == ("completed", date(2026, 6, 1))
+    assert (second.status, second.end_on) == ("closed", date(2026, 6, 2))
+    with pytest.raises(UserError) as e:
+        wellness.close_plan(session, plan_id=first.id, user=as_user(nurse))
+    assert e.value.key == "care.wellness.not_active"
+    actions = set(session.scalars(select(AuditLog.action).where(AuditLog.patient_id == p)))
+    assert {"wellness_plan.complete", "wellness_plan.close"} <= actions

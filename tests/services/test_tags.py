@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import AuditLog, PatientTag, TagRule
+from db.models import AuditLog, PatientTag, TagRule, User
 from services import tags
+from services.auth import CurrentUser
 from services.errors import UserError
 from tests.factories import create_patient, create_response, create_user
 from tests.factories_care import create_encounter, create_history, create_observation, create_risk
@@ -159,6 +160,10 @@ def test_bad_rule_saves_nothing(session: Session, data: tags.RuleInput, key: str
     assert session.scalar(select(func.count()).select_from(TagRule)) == 0
 
 
+def _current(user: User) -> CurrentUser:
+    return CurrentUser(user.id, user.username, user.display_name, user.role, user.department_id)
+
+
 def test_manual_tags(session: Session) -> None:
     tags.ensure_builtin_rules(session, now=T1)
     nurse = create_user(session)
@@ -170,10 +175,20 @@ def test_manual_tags(session: Session) -> None:
     assert e.value.key == "care.tags.already_open"
     tags.apply_rules(session, as_of=T2)  # rules leave manual tags alone
     assert "vip" in _open(session, p)
-    tags.end_manual_tag(session, tag_id=tag.id, user_id=nurse.id, username=nurse.username, now=T2)
+    manager = create_user(session, role="manager")
+    with pytest.raises(UserError) as e:
+        tags.end_manual_tag(session, tag_id=tag.id, user=_current(manager), now=T2)
+    assert e.value.key == "care.tags.not_allowed" and "vip" in _open(session, p)
+    tags.end_manual_tag(session, tag_id=tag.id, user=_current(nurse), now=T2)
     assert "vip" not in _open(session, p)
+    assert session.get(PatientTag, tag.id).until == T2  # type: ignore[union-attr]
+    assert session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "tag.end",
+                                                                           AuditLog.patient_id == p)) == 1
+    with pytest.raises(UserError) as e:
+        tags.end_manual_tag(session, tag_id=tag.id, user=_current(nurse))
+    assert e.value.key == "care.tags.not_open"
     auto = session.scalars(select(PatientTag).where(PatientTag.rule_id.is_not(None))).first()
     assert auto is not None
     with pytest.raises(UserError) as e:
-        tags.end_manual_tag(session, tag_id=auto.id, user_id=nurse.id, username=nurse.username)
+        tags.end_manual_tag(session, tag_id=auto.id, user=_current(nurse))
     assert e.value.key == "care.tags.automatic"

@@ -1,0 +1,147 @@
+"""The set-based care pass on both engines: observation_latest, the bulk risk run against the scalar reference,
+rules read from the latest table agreeing with the window-function form, and re-evaluation of given patients."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from db.models import ObservationLatest, PatientTag, RiskAssessment
+from services import latest_values, rules, tags
+from services.risk import MODELS, assess_all, assess_patient, to_row
+from tests.factories import create_patient
+from tests.factories_care import create_history, create_observation, indicator_id
+
+AS_OF = datetime(2026, 6, 1, 23, 59, 59)
+CODES = ("SBP", "DBP", "TC", "HDL", "BMI", "WAIST", "FPG", "HBA1C", "LDL", "TG")
+
+
+def _population(session: Session, n: int, seed: int = 11) -> list[int]:
+    rng = random.Random(seed)
+    ids = []
+    for _ in range(n):
+        p = create_patient(session, sex=rng.choice(["M", "F"]),
+                           birth_date=date(rng.randint(1935, 2005), rng.randint(1, 12), rng.randint(1, 28)))
+        ids.append(p.id)
+        for code in CODES:
+            for _k in range(rng.randint(0, 3)):
+                base = {"SBP": 110, "DBP": 70, "TC": 4, "HDL": 0.8, "BMI": 19, "WAIST": 70, "FPG": 4.5,
+                        "HBA1C": 4.8, "LDL": 2, "TG": 0.8}[code]
+                value = round(base * rng.uniform(0.9, 1.7), 1)
+                at = AS_OF - timedelta(days=rng.randint(0, 1200), minutes=rng.randint(0, 600))
+                create_observation(session, patient_id=p.id, code=code, value=value, at=at)
+        if rng.random() < 0.6:
+            status = rng.choice(["current", "former", "never"])
+            create_history(session, patient_id=p.id, kind="lifestyle", text="吸烟" if status == "current" else "不吸烟",
+                           detail={"aspect": "smoking", "status": status}, code="smoking")
+        if rng.random() < 0.3:
+            create_history(session, patient_id=p.id, kind="family", text="糖尿病",
+                           relation=rng.choice(["母亲", "叔叔"]))
+        if rng.random() < 0.2:
+            create_history(session, patient_id=p.id, kind="medication", text="氨氯地平片", code="C08CA01")
+        if rng.random() < 0.15:
+            create_history(session, patient_id=p.id, kind="condition", text="2型糖尿病", code="E11.9")
+        if rng.random() < 0.3:
+            create_history(session, patient_id=p.id, kind="lifestyle", text="很少运动",
+                           detail={"aspect": "exercise", "level": "none"}, code="exercise")
+    return ids
+
+
+def test_latest_values_build_incremental_and_patients(session: Session) -> None:
+    p = create_patient(session).id
+    sbp = indicator_id(session, "SBP")
+    create_observation(session, patient_id=p, code="SBP", value=150, at=datetime(2026, 1, 1))
+    first = latest_values.refresh(session)
+    assert first.mode == "build"
+    assert latest_values.usable(session, AS_OF)
+    assert not latest_values.usable(session, datetime(2025, 12, 31))  # a reading after the date: fall back
+    row = session.get(ObservationLatest, (p, sbp))
+    assert row is not None and row.value == 150
+    # An older reading added later does not replace the newer one; a newer one does.
+    create_observation(session, patient_id=p, code="SBP", value=120, at=datetime(2025, 1, 1))
+    assert not latest_values.usable(session, AS_OF)  # the watermark no longer covers every observation
+    again = latest_values.refresh(session)
+    assert again.mode == "incremental" and again.patients == 1
+    session.expire_all()
+    assert session.get(ObservationLatest, (p, sbp)).value == 150  # type: ignore[union-attr]
+    newer = create_observation(session, patient_id=p, code="SBP", value=135, at=datetime(2026, 2, 1))
+    latest_values.refresh(session)
+    session.expire_all()
+    assert session.get(ObservationLatest, (p, sbp)).value == 135  # type: ignore[union-attr]
+    # An import that corrects a value in place names the patient: refresh(patient_ids=...) picks it up.
+    session.execute(text("UPDATE observations SET value = 171 WHERE id = :i"), {"i": newer.id})
+    assert latest_values.refresh(session).mode == "current"
+    assert latest_values.refresh(session, patient_ids=[p]).mode == "patients"
+    session.expire_all()
+    assert session.get(ObservationLatest, (p, sbp)).value == 171  # type: ignore[union-attr]
+    assert latest_values.usable(session, AS_OF)
+
+
+def test_rules_on_latest_table_match_window_functions(session: Session) -> None:
+    ids = _population(session, 40)
+    latest_values.refresh(session)
+    catalogue = rules.load_catalogue(session)
+    exprs = [r.expression for r in tags.BUILTIN_RULES] + [
+        {"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 140, "window_days": 365},
+        {"kind": "indicator", "code": "HDL", "cmp": "<", "value": 1.0, "window_days": 90},
+    ]
+    history = rules.prefetch_history(session, exprs, as_of=AS_OF)
+    assert history is not None and len(history.columns) >= 4
+    pivot = rules.prefetch_latest(session, exprs, catalogue=catalogue)
+    assert pivot is not None and len(pivot.columns) >= 8
+    for expr in exprs:
+        slow = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue)))
+        fast = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, latest_table=True,
+                                                      history=history)))
+        pivoted = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, latest_table=True,
+                                                         history=history, pivot=pivot)))
+        assert slow == fast == pivoted, expr
+    assert any(session.scalars(rules.matching_ids(exprs[-2], as_of=AS_OF, catalogue=catalogue)))
+    # The preview reads several history conditions of one rule in one pass (a CTE): same counts.
+    for code in ("smoker", "hypertension", "high_normal_bp", "diabetes"):
+        expr = next(r.expression for r in tags.BUILTIN_RULES if r.code == code)
+        direct = len(set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue))))
+        assert rules.preview_count(session, expr, as_of=AS_OF) == direct, code
+    assert ids
+
+
+def test_bulk_risk_run_equals_the_scalar_reference(session: Session) -> None:
+    ids = _population(session, 60, seed=5)
+    summary = assess_all(session, as_of=AS_OF)
+    assert summary.patients == 60 and summary.stored == 60 * len(MODELS)
+    stored = {(r.patient_id, r.model): r for r in session.scalars(select(RiskAssessment))}
+    computed = 0
+    for pid in ids:
+        for name, result in assess_patient(session, patient_id=pid, as_of=AS_OF).items():
+            ref = to_row(pid, result, AS_OF)
+            got = stored[(pid, name)]
+            assert got.model_version == ref["model_version"] and got.level == ref["level"]
+            assert got.missing == ref["missing"], (pid, name)
+            if ref["score"] is None:
+                assert got.score is None and got.inputs == json.loads(json.dumps(ref["inputs"]))
+                continue
+            computed += 1
+            assert abs((got.score or 0) - ref["score"]) <= 1.01e-4
+            assert [f["name"] for f in got.factors] == [f["name"] for f in ref["factors"]]
+            assert set(got.inputs) == set(ref["inputs"])
+    assert computed > 3  # the population exercises real scores, not only missing inputs
+    again = assess_all(session, as_of=AS_OF)
+    assert again.stored == 0 and again.unchanged == 60 * len(MODELS)
+
+
+def test_reevaluate_given_patients_only(session: Session) -> None:
+    a, b = _population(session, 2, seed=3)
+    for p in (a, b):
+        for day in (1, 2):
+            create_observation(session, patient_id=p, code="SBP", value=165, at=datetime(2026, 5, day))
+    tags.ensure_builtin_rules(session)
+    assess_all(session, as_of=AS_OF, patient_ids=[a])
+    tags.apply_rules(session, as_of=AS_OF, patient_ids=[a])
+    risk_patients = set(session.scalars(select(RiskAssessment.patient_id).distinct()))
+    tagged = set(session.scalars(select(PatientTag.patient_id).where(PatientTag.tag_code == "hypertension")))
+    assert risk_patients == {a} and tagged == {a}
+    assert session.scalar(select(func.count()).select_from(RiskAssessment)) == len(MODELS)
