@@ -156,6 +156,14 @@ def _load_mapping(path: str | None) -> dict[str, object] | None:
     return data
 
 
+def _saved_mapping(name: str) -> dict[str, object] | None:
+    from queries.satisfaction import saved_mappings
+
+    with _engine().connect() as conn:
+        found = saved_mappings(conn=conn).get(name)
+    return dict(found) if found is not None else None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Import files or folders; prints the counts and every rejection; exit 1 when something was rejected."""
     from pathlib import Path
@@ -168,7 +176,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        mapping = _load_mapping(args.mapping)
+        # --mapping NAME (not a file): a mapping saved from the Import page.
+        mapping = (_saved_mapping(args.mapping) if args.mapping and not Path(args.mapping).exists() else None) \
+            or _load_mapping(args.mapping)
     except (OSError, ValueError) as exc:
         print(f"cannot read the mapping file {args.mapping}: {exc}", file=sys.stderr)
         return 2
@@ -204,104 +214,27 @@ def _export_observations(conn: Connection, out: str, fmt: str, full: bool) -> in
     return write_table(Path(out), fmt, EXPORT_COLUMNS, export_observations(conn=conn), sheet="observations")
 
 
-def _export_followup_kind(kind: str) -> Callable[[Connection, str, str, bool], int]:
-    """followups / interventions: every row (all departments, all dates), labels in the CLI's language."""
-
-    def write(conn: Connection, out: str, fmt: str, full: bool) -> int:
-        from pathlib import Path
-
-        from queries import followup as fq
-        from queries.filters import PeriodFilter, scope_for
-        from reports.patient_exports import write_table
-
-        f = PeriodFilter(date(1900, 1, 1), date(2999, 12, 31))
-        scope = scope_for(role="admin", department_id=None)
-        reader = fq.export_followups if kind == "followups" else fq.export_interventions
-        df = reader(conn=conn, f=f, scope=scope, lang=LANG)
-        rows = [tuple(None if v != v else v for v in r) for r in df.itertuples(index=False, name=None)]  # NaN out
-        return write_table(Path(out), fmt, list(df.columns), [rows], sheet=kind)
-
-    return write
-
-
-# Other areas add their kinds here (KIND -> writer(conn, out, fmt, full) returning the row count).
+# Other areas add their kinds here (KIND -> writer(conn, out, fmt, full) returning the row count). Kinds with a
+# period (followups, interventions, nps, satisfaction) live in reports/export_cli.py with --from/--to/--department.
 EXPORTS: dict[str, Callable[[Connection, str, str, bool], int]] = {
     "patients": _export_patients,
     "observations": _export_observations,
-    "followups": _export_followup_kind("followups"),
-    "interventions": _export_followup_kind("interventions"),
 }
 
 
-def cmd_export_satisfaction(args: argparse.Namespace) -> int:
-    """export nps|satisfaction --by month|quarter|department: period or department, responses, promoters,
-    passives, detractors, nps (one decimal). CSV (UTF-8 with BOM for Excel) or xlsx."""
-    import csv
-    from pathlib import Path
-
-    from db.models import Department
-    from queries.filters import scope_for
-    from queries.satisfaction import GroupBy, SurveyFilter, export_rows
-    from services import audit
-
-    by: GroupBy = "month"
-    if args.by in ("quarter", "department"):
-        by = "quarter" if args.by == "quarter" else "department"
-    elif args.by not in (None, "month"):
-        print("--by must be month, quarter or department", file=sys.stderr)
-        return 2
-    today = clock.today()
-    start = args.date_from or date(today.year - 1, today.month, 1)
-    end = args.date_to or today
-    if start > end:
-        print("--from is after --to", file=sys.stderr)
-        return 2
-    engine = _engine()
-    with engine.connect() as conn:
-        dept_ids: tuple[int, ...] = ()
-        if args.department:
-            found = conn.execute(select(Department.id).where(Department.code == args.department)).scalar()
-            if found is None:
-                print(f"unknown department code {args.department!r}", file=sys.stderr)
-                return 2
-            dept_ids = (int(found),)
-        f = SurveyFilter(start, end, dept_ids, (args.department,) if args.department else ())
-        rows = export_rows(conn=conn, f=f, scope=scope_for(role="admin", department_id=None), by=by, lang=LANG)
-    first = "department" if by == "department" else "period"
-    columns = [first, "responses", "promoters", "passives", "detractors", "nps"]
-    out = Path(args.out)
-    if args.format == "xlsx":
-        from reports.patient_exports import write_table
-
-        write_table(out, "xlsx", columns, [[tuple(r[c] for c in columns) for r in rows]], sheet=args.kind)
-    else:
-        with out.open("w", newline="", encoding="utf-8-sig") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    with transaction(engine) as s:
-        audit.record(s, action="export", username="manage.py", entity=args.kind,
-                     detail={"format": args.format, "by": by, "from": start.isoformat(), "to": end.isoformat(),
-                             "department": args.department, "rows": len(rows), "out": args.out})
-    print(f"exported {len(rows):,} {args.kind} rows ({by}, {start} to {end}) to {args.out}")
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    from services import audit
+    """export KIND --format csv|xlsx --out FILE: options checked first, file written whole or not at all, audited."""
+    from reports.export_cli import ExportRequest, run_export
 
-    if args.kind in ("nps", "satisfaction"):
-        return cmd_export_satisfaction(args)
-    if args.kind not in EXPORTS:
-        print(f"unknown export {args.kind!r}; one of: {', '.join(EXPORTS)}", file=sys.stderr)
+    req = ExportRequest(kind=args.kind, fmt=args.format, out=args.out, date_from=args.date_from,
+                        date_to=args.date_to, by=args.by, department=args.department, unmasked=args.unmasked)
+    try:
+        result = run_export(_engine(), req, writers=EXPORTS, lang=LANG, today=clock.today())
+    except UserError as exc:
+        print(i18n.t(exc.key, LANG, **exc.params), file=sys.stderr)
         return 2
-    engine = _engine()
-    with engine.connect() as conn:
-        n = EXPORTS[args.kind](conn, args.out, args.format, args.unmasked)
-    with transaction(engine) as s:
-        audit.record(s, action="export", username="manage.py", entity=args.kind,
-                     detail={"format": args.format, "rows": n, "out": args.out, "unmasked": args.unmasked})
-    print(f"exported {n:,} {args.kind} rows to {args.out}")
+    print(i18n.t("reports.cli.done", LANG, n=f"{result.rows:,}", kind=args.kind, out=args.out,
+                 filter=result.description))
     return 0
 
 
@@ -318,7 +251,9 @@ def cmd_run_automation(args: argparse.Namespace) -> int:
     from services import risk as risk_svc
     from services import tags as tags_svc
 
-    care_at = _dt.combine(as_of, _time(23, 59, 59))
+    # The end of the day for a past --as-of; for today, now: a tag or risk stamped later than now would be
+    # invisible to everything that asks "what holds now" (the 360 view, reports) until midnight.
+    care_at = min(clock.now(), _dt.combine(as_of, _time(23, 59, 59)))
     with transaction(_engine()) as s:
         tags_svc.ensure_builtin_rules(s)
         advice_svc.ensure_builtin_advice(s)
@@ -337,6 +272,16 @@ def cmd_run_automation(args: argparse.Namespace) -> int:
         print(f"{code:32s} {n:>10,} tasks opened")
     print(f"{'reminders queued':32s} {reminders['total']:>10,} "
           f"({', '.join(f'{k} {v:,}' for k, v in reminders.items() if k not in ('total', 'seconds'))})")
+    # Satisfaction: invite after finished visits and discharges (one invitation per encounter, consent checked).
+    from services import invitations
+    from services import questionnaires as questionnaires_svc
+
+    invite_at = min(clock.now(), _dt.combine(as_of, _time(23, 59, 59)))
+    with transaction(_engine()) as s:
+        questionnaires_svc.ensure_builtin_questionnaires(s)
+        invited = invitations.invite_after_encounters(s, as_of=as_of, now=invite_at,
+                                                      lookback_days=args.lookback_days)
+    print(f"{'survey invitations':32s} {invited.invited:>10,}")
     print(f"as of {as_of.isoformat()}: {result.total_opened:,} tasks opened, {result.overdue:,} overdue, "
           f"{result.seconds:.1f} s")
     return 0
@@ -453,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", default="auto",
                    choices=["auto", "synthea-csv", "csv", "fhir", "hl7v2", "survey-csv"])
-    p.add_argument("--mapping", help="column mapping file (JSON or TOML) for csv / survey-csv")
+    p.add_argument("--mapping", help="column mapping file (JSON or TOML) for csv / survey-csv, or the name of a "
+                                     "survey-csv mapping saved on the Import page")
     p.add_argument("--strict", action="store_true", help="a file with any rejected row is not imported at all")
     p.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
     p.set_defaults(func=cmd_import)
@@ -470,10 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a table as CSV or Excel")
     p.add_argument("kind", help="patients | observations | followups | interventions | nps | satisfaction")
-    p.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    p.add_argument("--format", default="csv", help="csv (UTF-8 with BOM, opens in Excel) or xlsx")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--unmasked", action="store_true", help="phones and ID numbers in full (audited)")
-    p.add_argument("--by", choices=["month", "quarter", "department"], default=None,
+    p.add_argument("--by", default=None,
                    help="nps / satisfaction: one row per month, quarter or department (default month)")
     p.add_argument("--from", dest="date_from", type=_date, default=None, help="first day (YYYY-MM-DD)")
     p.add_argument("--to", dest="date_to", type=_date, default=None, help="last day (YYYY-MM-DD)")

@@ -6,9 +6,11 @@ from datetime import date
 
 import streamlit as st
 
-from components import data, patient_header, trend_charts
+from components import data, followup_marks, patient_header, trend_charts
 from components.care_panels import patient_care_panel
+from components.export_buttons import data_table
 from components.followup_panels import patient_followup_panel
+from components.messaging_panels import patient_contact_panel
 from components.navigation import pages_for_role, require
 from components.report_buttons import patient_report_button
 from components.runtime import lang, settings_or_stop, tr
@@ -23,6 +25,7 @@ from services.errors import UserError
 EDIT_ROLES = frozenset({"nurse", "admin"})
 # Pages of other areas the 360 view hands the patient to: page key -> the card-number widget key on that page.
 ACT_PAGES = {"interventions": "iv_card", "survey_fill": "fill_card"}
+MESSAGE_KINDS = frozenset({"message", "education", "message_opened", "education_opened"})
 
 user = require("patient")
 settings = settings_or_stop()
@@ -66,15 +69,18 @@ with data.read() as conn:
         st.error(tr("patients.err.not_found"))
         st.stop()
         raise SystemExit
-    events = pq.timeline(conn=conn, patient_id=pid)
+    events = pq.timeline(conn=conn, patient_id=pid, lang=lang())
     series = ind_q.series(conn=conn, patient_id=pid)
     band_df = ind_q.cached_bands(conn=conn, sex=header.sex)
     cat = ind_q.cached_catalogue(conn=conn)
     yearly = ind_q.yearly_means(conn=conn, patient_id=pid)
     record = pq.health_record(conn=conn, patient_id=pid)
     consents = pq.consent_history(conn=conn, patient_id=pid)
-if st.session_state.get("patient_viewed") != pid:
-    # One audit row per open of a record, not per widget rerun on it.
+    marks = followup_marks.intervention_marks(conn=conn, patient_id=pid)  # interventions on the charts
+# One audit row per open of a record, not per widget rerun on it. A rerun is told from a new open by the record
+# tab's toggle: Streamlit drops a widget's state when a run does not draw it, so once the user has been on another
+# page the key is gone and coming back to the same patient is logged as the new open it is.
+if st.session_state.get("patient_viewed") != pid or "patient_record_history" not in st.session_state:
     with data.write() as s:
         svc.record_view(s, patient_id=pid, actor=actor)
     st.session_state["patient_viewed"] = pid
@@ -97,9 +103,12 @@ with tabs["timeline"]:
     if events.empty:
         st.info(tr("patients.timeline.empty"))
     else:
-        shown = events.assign(kind=[tr(f"patients.timeline.kind.{k}") for k in events["kind"]])
-        st.dataframe(shown.rename(columns={c: tr(f"patients.timeline.col.{c}") for c in shown.columns}),
-                     hide_index=True, width="stretch")
+        # Message and education kinds are the messaging area's words.
+        shown = events.assign(kind=[tr(f"messaging.timeline_kind.{k}") if k in MESSAGE_KINDS
+                                    else tr(f"patients.timeline.kind.{k}") for k in events["kind"]])
+        data_table(shown.rename(columns={c: tr(f"patients.timeline.col.{c}") for c in shown.columns}),
+                   name="patient_timeline", caption=False, patient_id=pid,
+                   description=f"{header.card_no} · {tr('patients.tab.timeline')}")
 
 with tabs["indicators"]:
     if series.empty:
@@ -115,8 +124,9 @@ with tabs["indicators"]:
                             abnormal=[tr("patients.yes") if latest_abn.get(c, False) else "" for c in fl["code"]])
         summary = summary[["indicator", "unit", "first_at", "first", "latest_at", "latest", "change", "n",
                            "abnormal"]]
-        st.dataframe(summary.rename(columns={c: tr(f"patients.indicators.col.{c}") for c in summary.columns}),
-                     hide_index=True, width="stretch")
+        data_table(summary.rename(columns={c: tr(f"patients.indicators.col.{c}") for c in summary.columns}),
+                   name="patient_indicators", caption=False, patient_id=pid,
+                   description=f"{header.card_no} · {tr('patients.tab.indicators')}")
         labels = {"date": tr("patients.indicators.date"), "band": tr("patients.indicators.band"),
                   "source": tr("patients.indicators.source")}
         for c in cat:
@@ -124,23 +134,27 @@ with tabs["indicators"]:
             if part.empty:
                 continue
             st.altair_chart(trend_charts.trend(part, band_df[band_df["code"] == c.code],
-                                               title=f"{c.name(lang())} ({c.unit})", unit=c.unit, labels=labels),
+                                               title=f"{c.name(lang())} ({c.unit})", unit=c.unit, labels=labels,
+                                               marks=marks.get(c.code)),
                             width="stretch")
         st.subheader(tr("patients.indicators.yoy"))
         yoy = ind_q.year_over_year(yearly)
-        st.dataframe(yoy.rename(index=names).round(2), width="stretch")
+        data_table(yoy.rename(index=names).round(2), name="patient_year_over_year", caption=False, patient_id=pid,
+                   hide_index=False, description=f"{header.card_no} · {tr('patients.indicators.yoy')}")
 
 with tabs["record"]:
     if record.empty:
         st.info(tr("patients.record.empty"))
     else:
         shown = record.drop(columns=["replaces_id"]).assign(kind=[tr(f"patients.kind.{k}") for k in record["kind"]])
-        st.dataframe(shown.rename(columns={c: tr(f"patients.record.col.{c}") for c in shown.columns}),
-                     hide_index=True, width="stretch")
+        data_table(shown.rename(columns={c: tr(f"patients.record.col.{c}") for c in shown.columns}),
+                   name="patient_record", caption=False, patient_id=pid,
+                   description=f"{header.card_no} · {tr('patients.tab.record')}")
     if st.toggle(tr("patients.record.show_history"), key="patient_record_history"):
         with data.read() as conn:
             full = pq.health_record(conn=conn, patient_id=pid, current_only=False)
-        st.dataframe(full, hide_index=True, width="stretch")
+        data_table(full, name="patient_record_history", caption=False, patient_id=pid,
+                   description=f"{header.card_no} · {tr('patients.record.show_history')}")
     if can_edit:
         with st.form("history_add", clear_on_submit=True):
             st.markdown(tr("patients.record.add"))
@@ -193,8 +207,9 @@ with tabs["record"]:
 with tabs["consents"]:
     if not consents.empty:
         shown = consents.assign(purpose=[tr(f"patients.consent.{p}") for p in consents["purpose"]])
-        st.dataframe(shown.rename(columns={c: tr(f"patients.consents.col.{c}") for c in shown.columns}),
-                     hide_index=True, width="stretch")
+        data_table(shown.rename(columns={c: tr(f"patients.consents.col.{c}") for c in shown.columns}),
+                   name="patient_consents", caption=False, patient_id=pid,
+                   description=f"{header.card_no} · {tr('patients.tab.consents')}")
     if can_edit:
         with st.form("consents_form"):
             wanted = {p: st.checkbox(tr(f"patients.consent.{p}"), value=header.consents.get(p, False))
@@ -265,3 +280,5 @@ if can_edit:
 patient_followup_panel(pid, user)
 patient_report_button(header.card_no, user)
 patient_care_panel(pid, user)
+# Contact points, channel preferences and message language (nurse/admin).
+patient_contact_panel(pid, user)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -142,6 +143,8 @@ class Patient(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     channel_prefs: Mapped[list[Any] | None]
     do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Messaging (0810_patient_language): the language reminders are written in (zh_CN | en).
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN", server_default="zh_CN")
     enrolled_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -273,6 +276,10 @@ class Observation(Base):
         UniqueConstraint("source", "source_ref"),
         Index("ix_observations_patient_indicator_at", "patient_id", "indicator_id", "observed_at"),
         Index("ix_observations_observed_at", "observed_at"),
+        # Tag rules "any / at least n readings >= x in a window": a range of one indicator's values, read from
+        # the index alone on PostgreSQL (patient_id included) instead of scanning every observation.
+        Index("ix_observations_indicator_value", "indicator_id", "value", "observed_at",
+              postgresql_include=["patient_id"]),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -340,6 +347,31 @@ class RiskAssessment(Base):
     missing: Mapped[list[Any] | None]
 
 
+class ObservationLatest(Base):
+    """The newest observation of each (patient, indicator): a derived table kept by services.latest_values, so
+    tag rules, their preview and the risk pass read one row per patient instead of ranking 50M+ observations."""
+
+    __tablename__ = "observation_latest"
+    __table_args__ = (Index("ix_observation_latest_indicator_value", "indicator_id", "value"),)
+
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[float] = mapped_column(Float)
+    observed_at: Mapped[datetime]
+    observation_id: Mapped[int] = mapped_column(BigId)
+
+
+class DerivedState(Base):
+    """How far a derived table is up to date: the highest source id it has seen and when it was refreshed."""
+
+    __tablename__ = "derived_state"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    watermark: Mapped[int | None] = mapped_column(BigId)
+    max_observed_at: Mapped[datetime | None]
+    refreshed_at: Mapped[datetime]
+
+
 # --- questionnaires and satisfaction -----------------------------------------------------------
 
 
@@ -380,7 +412,11 @@ class QuestionnaireItem(Base):
 
 class SurveyInvitation(Base):
     __tablename__ = "survey_invitations"
-    __table_args__ = (Index("ix_survey_invitations_sent_department", "sent_at", "department_id"),)
+    __table_args__ = (
+        Index("ix_survey_invitations_sent_department", "sent_at", "department_id"),
+        # 0210_survey_loop: a response finds the patient's open invitation (services/surveys.py).
+        Index("ix_survey_invitations_patient_sent", "patient_id", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
@@ -388,6 +424,8 @@ class SurveyInvitation(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     channel: Mapped[str] = mapped_column(String(16))
     sent_at: Mapped[datetime]
+    # 0210_survey_loop: the visit or discharge the automation invited for; unique, so it invites once per encounter.
+    encounter_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("encounters.id"), index=True, unique=True)
 
 
 class SurveyResponse(Base):
@@ -396,6 +434,8 @@ class SurveyResponse(Base):
         UniqueConstraint("source", "source_ref"),
         Index("ix_survey_responses_submitted_department", "submitted_at", "department_id"),
         Index("ix_survey_responses_patient", "patient_id"),
+        # 0210_survey_loop: "is this invitation answered" (linking a response, the response rate).
+        Index("ix_survey_responses_invitation", "invitation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -446,6 +486,9 @@ class ServiceRecoveryCase(Base):
     rerating: Mapped[int | None] = mapped_column(SmallInteger)
     closed_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # 0210_survey_loop: the re-rating stored as a survey response of its own (questionnaire "recovery_rerating",
+    # no NPS item, so it never counts in NPS; the recovery dashboard shows it as the recovery outcome).
+    rerating_response_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("survey_responses.id"))
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -736,6 +779,20 @@ class NpsRollupState(Base):
     rebuilt_at: Mapped[datetime | None]
 
 
+class ImportMapping(Base):
+    """A saved column mapping for an import format (survey-csv), reused from the Import page (0210_survey_loop)."""
+
+    __tablename__ = "import_mappings"
+    __table_args__ = (UniqueConstraint("format", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    format: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
 # --- follow-up completion rollup (migration 0500_followup) -----------------------------------------
 
 
@@ -849,3 +906,38 @@ class FollowupRollupState(Base):
 
 
 Index("ix_followup_tasks_due", FollowupTask.due_date)
+# The worklist: open tasks only (a small fraction of all), in the page's order (due date, id) per nurse and per
+# department, with patient_id so the risk lookup needs no visit to the table (migration 0510_worklist_index).
+_PENDING = text("status = 'pending'")
+Index("ix_followup_tasks_pending_assignee", FollowupTask.assignee_id, FollowupTask.due_date, FollowupTask.id,
+      FollowupTask.patient_id, postgresql_where=_PENDING, sqlite_where=_PENDING)
+Index("ix_followup_tasks_pending_department", FollowupTask.department_id, FollowupTask.due_date, FollowupTask.id,
+      FollowupTask.patient_id, postgresql_where=_PENDING, sqlite_where=_PENDING)
+
+
+# --- top-box rollup for the quality summary (migration 0700_reports_topbox) --------------------------------
+
+
+class TopboxDaily(Base):
+    """Answers per day x department x questionnaire item x value, so the quality summary's top-box table reads
+    a few hundred thousand rows a year instead of joining millions of answers to their responses. department_id
+    0 stands for "none". Counts every answer of the responses with id <= topbox_rollup_state.max_response_id;
+    readers add later responses live (services/topbox_rollup.py)."""
+
+    __tablename__ = "topbox_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float, primary_key=True)
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TopboxRollupState(Base):
+    """One row: every survey response with id <= max_response_id is counted in topbox_daily; later ids are not."""
+
+    __tablename__ = "topbox_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_response_id: Mapped[int] = mapped_column(BigId, default=0)
+    rebuilt_at: Mapped[datetime | None]

@@ -21,13 +21,13 @@ from db.models import (
     FollowupRecord,
     HealthHistory,
     Intervention,
-    Message,
     Patient,
     PatientTag,
     RiskAssessment,
     SurveyResponse,
     User,
 )
+from queries import messaging as messaging_q
 from queries.filters import DataScope
 
 # A search matching more patients than this pages through the first MAX_MATCHES found: refine the search.
@@ -228,8 +228,8 @@ def patient_header(*, conn: Connection, patient_id: int, today: date) -> Patient
 TIMELINE_COLUMNS = ["at", "kind", "title", "detail"]
 
 
-def timeline(*, conn: Connection, patient_id: int, limit: int = 100) -> pd.DataFrame:
-    """Visits, exams, follow-ups, interventions, survey answers and messages, newest first."""
+def timeline(*, conn: Connection, patient_id: int, limit: int = 100, lang: str = "zh_CN") -> pd.DataFrame:
+    """Visits, exams, follow-ups, interventions, survey answers, messages and education, newest first."""
     parts: list[tuple[Any, ...]] = []
     q = [
         ("visit", select(Encounter.started_at, Encounter.kind, Encounter.reason)
@@ -242,14 +242,14 @@ def timeline(*, conn: Connection, patient_id: int, limit: int = 100) -> pd.DataF
          .where(Intervention.patient_id == patient_id).order_by(Intervention.performed_on.desc()).limit(limit)),
         ("survey", select(SurveyResponse.submitted_at, SurveyResponse.nps_score, SurveyResponse.comment)
          .where(SurveyResponse.patient_id == patient_id).order_by(SurveyResponse.submitted_at.desc()).limit(limit)),
-        ("message", select(Message.scheduled_at, Message.channel, Message.body)
-         .where(Message.patient_id == patient_id).order_by(Message.scheduled_at.desc()).limit(limit)),
     ]
     for kind, stmt in q:
         for at, title, detail in conn.execute(stmt).all():
             when = at if isinstance(at, datetime) else datetime(at.year, at.month, at.day)
             parts.append((when, kind, "" if title is None else str(title),
                           "" if detail is None else str(detail)[:200]))
+    # Messages and education (status, channel, template, opens) come from the messaging area's query.
+    parts.extend(messaging_q.patient_message_events(conn=conn, patient_id=patient_id, lang=lang, limit=limit))
     parts.sort(key=lambda p: p[0], reverse=True)
     return pd.DataFrame(parts[:limit], columns=TIMELINE_COLUMNS)
 
