@@ -110,6 +110,10 @@ def cmd_prepare_demo(args: argparse.Namespace) -> int:
         seed_demo(engine, patients=args.patients, seed=args.seed, today=clock.today(),
                   progress=_progress("seed-demo"))
         _rebuild_nps_rollup(engine)
+        # The daily job once, so the demo opens with what a running site has: risk levels, tags and the
+        # segments they drive, today's reminders and survey invitations.
+        print("running the daily job once (run-automation) ...")
+        cmd_run_automation(argparse.Namespace(as_of=None, lookback_days=7))
     print("\nDemo logins (new passwords on every `make run`):")
     for login in logins:
         print(f"  {login.role:8s}  username: {login.username:8s}  password: {login.password}")

@@ -73,3 +73,27 @@ def test_unreachable_database_is_reported(tmp_path: Path) -> None:
     out = _manage("init-db", url="postgresql+psycopg2://careloop:secret@127.0.0.1:9/careloop")
     assert out.returncode == 1
     assert "cannot reach the database" in out.stderr and "secret" not in out.stderr
+
+
+def test_prepare_demo_seeds_once_runs_the_daily_job_and_prints_logins(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = _manage("prepare-demo", "--patients", "60", url=url)
+    assert first.returncode == 0, first.stderr
+    assert "loading demo data" in first.stdout and "run-automation" in first.stdout
+    for role in ("admin", "manager", "nurse", "quality"):
+        assert f"username: {role}" in first.stdout
+    from sqlalchemy import create_engine, func
+
+    from db.models import PatientTag, RiskAssessment
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        tags = conn.execute(select(func.count()).select_from(PatientTag)).scalar_one()
+        risks = conn.execute(select(func.count()).select_from(RiskAssessment)).scalar_one()
+    engine.dispose()
+    assert tags > 0 and risks > 0  # the demo opens with risk levels and the segments tags drive
+
+    again = _manage("prepare-demo", "--patients", "60", url=url)
+    assert again.returncode == 0, again.stderr
+    assert "loading demo data" not in again.stdout  # seeded once; passwords renewed every time
+    assert again.stdout.split("Demo logins")[1] != first.stdout.split("Demo logins")[1]
