@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -214,16 +215,19 @@ class AssessSummary:
 _COLUMNS = ("patient_id", "model", "model_version", "assessed_at", "score", "level", "inputs", "factors", "missing")
 
 
-def _write(session: Session, rows: list[vector.Row], at: datetime) -> None:
+def _write(session: Session, rows: list[vector.Row], at: datetime) -> Callable[[], None]:
     """Bulk insert of rows whose JSON is already text: COPY on PostgreSQL (an order of magnitude faster than
-    INSERT at millions of rows), one executemany elsewhere."""
+    INSERT at millions of rows), one executemany elsewhere.
+
+    Returns the write still to be done on PostgreSQL (the COPY text is prepared here): assess_all runs it on a
+    helper thread while it computes the next batch, nothing else using the connection meanwhile."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         stmt = text(f"INSERT INTO risk_assessments ({', '.join(_COLUMNS)}) VALUES "
                     "(:p, :m, :v, :at, :s, :l, :i, :f, :x)")
         session.execute(stmt, [{"p": r[0], "m": r[1], "v": r[2], "at": at, "s": r[3], "l": r[4], "i": r[5],
                                 "f": r[6], "x": r[7]} for r in rows])
-        return
+        return lambda: None
     stamp = at.isoformat(sep=" ")
 
     def field(v: Any) -> str:
@@ -240,11 +244,16 @@ def _write(session: Session, rows: list[vector.Row], at: datetime) -> None:
         for pid, model, version, score, level, inputs, factors, missing in rows))
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    cur: Any = raw.cursor()  # psycopg2: copy_expert is not part of the DB-API
-    try:
-        cur.copy_expert(f"COPY risk_assessments ({', '.join(_COLUMNS)}) FROM STDIN", buf)
-    finally:
-        cur.close()
+
+    def copy() -> None:
+        cur: Any = raw.cursor()  # psycopg2: copy_expert is not part of the DB-API
+        try:
+            # Large reads: the driver releases the GIL while it sends, so the other thread keeps computing.
+            cur.copy_expert(f"COPY risk_assessments ({', '.join(_COLUMNS)}) FROM STDIN", buf, size=1 << 20)
+        finally:
+            cur.close()
+
+    return copy
 
 
 def _members(ids: npt.NDArray[np.int64], members: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
@@ -388,27 +397,37 @@ def assess_all(session: Session, *, as_of: datetime, patient_ids: list[int] | No
     else:
         chunks = _id_ranges(session)
     patients = stored = unchanged = 0
-    for where in chunks:
-        people = session.execute(select(Patient.id, Patient.sex, Patient.birth_date).where(where(Patient.id))
-                                 .order_by(Patient.id)).all()
-        if not people:
-            continue
-        ids = np.array([p[0] for p in people], dtype=np.int64)
-        batch = _as_batch(ids, [p[1] for p in people], [p[2] for p in people],
-                          _values(session, where, as_of, fields, use_table, ids), members, on)
-        previous = _previous(session, where, ids)
-        body: vector.InputsJson | None = None
-        rows: list[vector.Row] = []
-        for name, result in vector.assess(batch).items():
-            which = _changed(result, previous[name])
-            unchanged += len(ids) - len(which)
-            if which:
-                body = body or vector.InputsJson(batch)
-                rows += vector.rows(ids.tolist(), result, which, body)
-        if rows:
-            _write(session, rows, as_of)
-            stored += len(rows)
-        patients += len(ids)
+    # The previous batch's COPY runs on a helper thread while this batch is computed in Python (two cores busy
+    # instead of one); the connection is only used by the main thread while no COPY is in flight.
+    pending: Callable[[], None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="risk-copy") as pool:
+        for where in chunks:
+            people = session.execute(select(Patient.id, Patient.sex, Patient.birth_date).where(where(Patient.id))
+                                     .order_by(Patient.id)).all()
+            if not people:
+                continue
+            ids = np.array([p[0] for p in people], dtype=np.int64)
+            batch = _as_batch(ids, [p[1] for p in people], [p[2] for p in people],
+                              _values(session, where, as_of, fields, use_table, ids), members, on)
+            previous = _previous(session, where, ids)
+            running = pool.submit(pending) if pending is not None else None
+            pending = None
+            body: vector.InputsJson | None = None
+            rows: list[vector.Row] = []
+            for name, result in vector.assess(batch).items():
+                which = _changed(result, previous[name])
+                unchanged += len(ids) - len(which)
+                if which:
+                    body = body or vector.InputsJson(batch)
+                    rows += vector.rows(ids.tolist(), result, which, body)
+            if running is not None:
+                running.result()
+            if rows:
+                pending = _write(session, rows, as_of)
+                stored += len(rows)
+            patients += len(ids)
+        if pending is not None:
+            pending()
     session.flush()
     return AssessSummary(patients, stored, unchanged)
 
