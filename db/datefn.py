@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Date, Float, Integer, SQLColumnExpression, String
+from sqlalchemy import Date, DateTime, Float, Integer, SQLColumnExpression, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -120,3 +121,22 @@ def _secs_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
 def _secs_pg(element: seconds_between, compiler: Any, **kw: Any) -> str:
     a, b = list(element.clauses)
     return f"EXTRACT(EPOCH FROM ({compiler.process(a, **kw)} - {compiler.process(b, **kw)}))"
+
+
+class day_at(FunctionElement[datetime]):
+    """day_at(day_literal_text, 'HH:MM' text): the timestamp, stored the way each engine stores DateTime."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(day_at, "postgresql")
+def _day_at_pg(element: day_at, compiler: Any, **kw: Any) -> str:
+    day, hhmm = list(element.clauses)
+    return f"(CAST({compiler.process(day, **kw)} AS DATE) + CAST({compiler.process(hhmm, **kw)} AS TIME))"
+
+
+@compiles(day_at, "sqlite")
+def _day_at_sqlite(element: day_at, compiler: Any, **kw: Any) -> str:
+    day, hhmm = list(element.clauses)
+    return f"({compiler.process(day, **kw)} || ' ' || {compiler.process(hhmm, **kw)} || ':00.000000')"

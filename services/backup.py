@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON, Boolean, Date, DateTime, Float, LargeBinary, Numeric
 
 from db.base import Base
@@ -152,13 +153,9 @@ def backup(engine: Engine, out: Path, *, now: datetime, actor: str, progress: Pr
         partial.unlink(missing_ok=True)
     with engine.begin() as conn:
         # Written after the snapshot, so the backup does not contain its own audit row.
-        from sqlalchemy.orm import Session
-
         with Session(bind=conn) as s:
             audit.record(s, action="backup", username=actor, entity="database",
                          detail={"file": out.name, "rows": sum(rows.values())}, at=now)
-    if progress and not rows:
-        progress(0, 0)
     return BackupSummary(out, created, revisions, rows)
 
 
@@ -285,8 +282,6 @@ def restore(engine: Engine, path: Path, *, replace: bool, now: datetime, actor: 
             _insert_all(conn, zf, grand, progress)
             if conn.dialect.name == "postgresql":
                 _reset_sequences(conn)
-            from sqlalchemy.orm import Session
-
             with Session(bind=conn) as s:
                 audit.record(s, action="restore", username=actor, entity="database",
                              detail={"file": path.name, "backup_created_at": manifest.get("created_at"),

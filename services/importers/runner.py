@@ -52,7 +52,6 @@ def run_import(
     load_importers()
     total = ImportResult()
     units = plan(paths, fmt)
-    _begin_before_savepoints(session)
     outer = session.begin_nested() if options.dry_run else None
     try:
         for i, (path, kind) in enumerate(units, start=1):
@@ -83,22 +82,6 @@ def run_import(
 
             reevaluate(session, patient_ids=total.touched_patient_ids)
     return total
-
-
-def _begin_before_savepoints(session: Session) -> None:
-    """SQLite: open the transaction for real before the first savepoint.
-
-    Python's sqlite3 module (legacy transaction control, as db/engine.py leaves it) sends BEGIN only before an
-    INSERT/UPDATE/DELETE. A SAVEPOINT sent first opens the transaction itself, and releasing that savepoint then
-    commits: a file would stay imported when a later step fails and the caller rolls back. An explicit BEGIN makes
-    the savepoints nest inside the caller's transaction, as on PostgreSQL.
-    """
-    conn = session.connection()
-    if conn.dialect.name != "sqlite":
-        return
-    raw = conn.connection.dbapi_connection
-    if raw is not None and not getattr(raw, "in_transaction", True):
-        conn.exec_driver_sql("BEGIN")
 
 
 def _blank(path: Path) -> bool:

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    DateTime,
     Integer,
     Select,
     String,
@@ -44,7 +43,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import FunctionElement
 
-from db.datefn import as_date, date_text
+from db.datefn import as_date, date_text, day_at
 from db.models import (
     Department,
     Encounter,
@@ -171,25 +170,6 @@ def _json_times_at_pg(element: json_times_at, compiler: Any, **kw: Any) -> str:
 def _json_times_at_sqlite(element: json_times_at, compiler: Any, **kw: Any) -> str:
     detail, pos = list(element.clauses)
     return (f"json_extract({compiler.process(detail, **kw)}, '$.times[' || {compiler.process(pos, **kw)} || ']')")
-
-
-class day_at(FunctionElement[datetime]):
-    """day_at(day_literal_text, 'HH:MM' text): the timestamp, stored the way each engine stores DateTime."""
-
-    type = DateTime()
-    inherit_cache = True
-
-
-@compiles(day_at, "postgresql")
-def _day_at_pg(element: day_at, compiler: Any, **kw: Any) -> str:
-    day, hhmm = list(element.clauses)
-    return f"(CAST({compiler.process(day, **kw)} AS DATE) + CAST({compiler.process(hhmm, **kw)} AS TIME))"
-
-
-@compiles(day_at, "sqlite")
-def _day_at_sqlite(element: day_at, compiler: Any, **kw: Any) -> str:
-    day, hhmm = list(element.clauses)
-    return f"({compiler.process(day, **kw)} || ' ' || {compiler.process(hhmm, **kw)} || ':00.000000')"
 
 
 def _medication(as_of: date, policy: rules.Policy) -> list[Candidates]:
