@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -403,6 +404,12 @@ class Compiler:
     history: HistoryFlags | None = None
     # Latest values pivoted to one row per patient (prefetch_latest), joined by matching_ids.
     pivot: LatestPivot | None = None
+    # Only these patients (patient_scope): every sub-query is restricted to them, so re-evaluating the few hundred
+    # patients an import touched reads their rows by index instead of ranking the whole population.
+    scope: Scope | None = None
+
+    def _scoped(self, col: Any) -> list[ColumnElement[bool]]:
+        return [] if self.scope is None else [col.in_(self.scope)]
 
     def predicate(self, node: dict[str, Any]) -> ColumnElement[bool]:
         op = node.get("op")
@@ -421,7 +428,8 @@ class Compiler:
 
     def _indicator(self, node: dict[str, Any]) -> ColumnElement[bool]:
         info = self.catalogue[node["code"]]
-        where: list[Any] = [Observation.indicator_id == info.id, Observation.observed_at <= self.as_of]
+        where: list[Any] = [Observation.indicator_id == info.id, Observation.observed_at <= self.as_of,
+                            *self._scoped(Observation.patient_id)]
         since = self._since(node)
         if since is not None:
             where.append(Observation.observed_at >= since)
@@ -436,7 +444,8 @@ class Compiler:
         if mode == "latest" and self.latest_table:
             # The newest reading on or before as_of is the table's row; "within the window" is then a date check.
             lw: list[Any] = [ObservationLatest.indicator_id == info.id,
-                             _compare(ObservationLatest.value, node["cmp"], float(node["value"]))]
+                             _compare(ObservationLatest.value, node["cmp"], float(node["value"])),
+                             *self._scoped(ObservationLatest.patient_id)]
             if since is not None:
                 lw.append(ObservationLatest.observed_at >= since)
             return Patient.id.in_(select(ObservationLatest.patient_id).where(*lw))
@@ -497,7 +506,8 @@ class Compiler:
         if column is not None and self.history is not None:
             flags = self.history.table
             return Patient.id.in_(select(flags.c.patient_id).where(flags.c[column] == 1))
-        return Patient.id.in_(select(HealthHistory.patient_id).where(*self.history_where(node)))
+        return Patient.id.in_(select(HealthHistory.patient_id).where(*self.history_where(node),
+                                                                      *self._scoped(HealthHistory.patient_id)))
 
     def _diagnosis(self, node: dict[str, Any]) -> ColumnElement[bool]:
         return self._history(node)
@@ -529,7 +539,8 @@ class Compiler:
                                        order_by=(RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc()))
                 .label("rn"),
             )
-            .where(RiskAssessment.model == node["model"], RiskAssessment.assessed_at <= self.as_of)
+            .where(RiskAssessment.model == node["model"], RiskAssessment.assessed_at <= self.as_of,
+                   *self._scoped(RiskAssessment.patient_id))
             .subquery()
         )
         return Patient.id.in_(select(ranked.c.pid).where(ranked.c.rn == 1,
@@ -537,7 +548,7 @@ class Compiler:
 
     def _satisfaction(self, node: dict[str, Any]) -> ColumnElement[bool]:
         where: list[Any] = [SurveyResponse.patient_id.is_not(None), SurveyResponse.nps_score.is_not(None),
-                            SurveyResponse.submitted_at <= self.as_of]
+                            SurveyResponse.submitted_at <= self.as_of, *self._scoped(SurveyResponse.patient_id)]
         since = self._since(node)
         if since is not None:
             where.append(SurveyResponse.submitted_at >= since)
@@ -554,7 +565,8 @@ class Compiler:
                 return false()
             start = self.as_of - timedelta(days=days + 1)
             return Patient.id.in_(select(Encounter.patient_id).where(Encounter.started_at > start,
-                                                                     Encounter.started_at <= self.as_of)
+                                                                     Encounter.started_at <= self.as_of,
+                                                                     *self._scoped(Encounter.patient_id))
                                   .group_by(Encounter.patient_id))
 
         if cmp == "<=":
@@ -571,24 +583,52 @@ class Compiler:
 
 def compile_rule(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue,
                  latest_table: bool = False, history: HistoryFlags | None = None,
-                 pivot: LatestPivot | None = None) -> ColumnElement[bool]:
+                 pivot: LatestPivot | None = None, scope: Scope | None = None) -> ColumnElement[bool]:
     """A boolean SQL expression over `patients`: true for the patients the rule matches on `as_of`.
 
     latest_table=True reads "latest" conditions from observation_latest; only pass it when
     latest_values.usable(conn, as_of) said so. history: the result of prefetch_history for the same as_of.
+    scope (patient_scope): the expression is then only meaningful for those patients, and reads only their rows.
     """
-    return Compiler(as_of, catalogue, latest_table, history, pivot).predicate(expr)
+    return Compiler(as_of, catalogue, latest_table, history, pivot, scope).predicate(expr)
 
 
 def matching_ids(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue,
                  latest_table: bool = False, history: HistoryFlags | None = None,
-                 pivot: LatestPivot | None = None) -> Select[Any]:
+                 pivot: LatestPivot | None = None, scope: Scope | None = None) -> Select[Any]:
     where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_table, history=history,
-                         pivot=pivot)
+                         pivot=pivot, scope=scope)
     q = select(Patient.id)
     if pivot is not None:
         q = q.select_from(Patient.__table__.outerjoin(pivot.table, pivot.table.c.patient_id == Patient.id))
+    if scope is not None:
+        q = q.where(Patient.id.in_(scope))
     return q.where(where)
+
+
+# A set of patients to evaluate: a short id list inline, or the ids of a session-local temporary table.
+Scope = tuple[int, ...] | Select[tuple[int]]
+INLINE_SCOPE = 50
+_SCOPE = Table("care_scope", MetaData(), Column("patient_id", BigInteger, primary_key=True))
+
+
+def patient_scope(session: Session, patient_ids: Iterable[int]) -> Scope:
+    """The patients a run is limited to, as something every sub-query can say `patient_id IN (...)` to.
+
+    A few ids go inline (the 360 view's one patient: no table, works on a read-only connection). More go into a
+    temporary table with statistics, so each condition's sub-query becomes an index lookup per scoped patient, and
+    no statement carries thousands of bound parameters (SQLite allows 32,766 in all).
+    """
+    ids = sorted(set(patient_ids))
+    if len(ids) <= INLINE_SCOPE:
+        return tuple(ids)
+    session.execute(text(f"DROP TABLE IF EXISTS {_SCOPE.name}"))
+    session.execute(text(f"CREATE TEMPORARY TABLE {_SCOPE.name} (patient_id BIGINT PRIMARY KEY)"))
+    for start in range(0, len(ids), 10000):
+        session.execute(insert(_SCOPE), [{"patient_id": i} for i in ids[start:start + 10000]])
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {_SCOPE.name}"))
+    return select(_SCOPE.c.patient_id)
 
 
 @dataclass(frozen=True)
@@ -612,7 +652,7 @@ def _latest_codes(node: Any, out: set[str]) -> None:
 
 
 def prefetch_latest(session: Session, exprs: list[dict[str, Any]], *, catalogue: Catalogue,
-                    patient_ids: list[int] | None = None) -> LatestPivot | None:
+                    scope: Scope | None = None) -> LatestPivot | None:
     """Pivot observation_latest for the indicators the rules' "latest" conditions use into a temporary table.
 
     Each such condition is then a column test on one joined row per patient instead of a sub-plan hashing up to a
@@ -634,8 +674,8 @@ def prefetch_latest(session: Session, exprs: list[dict[str, Any]], *, catalogue:
         parts.append(func.max(case((ObservationLatest.indicator_id == ind, ObservationLatest.value))).label(v))
         parts.append(func.max(case((ObservationLatest.indicator_id == ind, ObservationLatest.observed_at))).label(t))
     q: Any = select(ObservationLatest.patient_id, *parts).where(ObservationLatest.indicator_id.in_(ids))
-    if patient_ids is not None:
-        q = q.where(ObservationLatest.patient_id.in_(patient_ids))
+    if scope is not None:
+        q = q.where(ObservationLatest.patient_id.in_(scope))
     _fill_temp(session, table, q.group_by(ObservationLatest.patient_id))
     return LatestPivot(table, columns)
 
@@ -669,7 +709,7 @@ def _history_leaves(node: Any, out: dict[str, dict[str, Any]]) -> None:
 
 
 def _history_select(exprs: list[dict[str, Any]], *, as_of: datetime,
-                    patient_ids: list[int] | None = None) -> tuple[Select[Any], dict[str, str]] | None:
+                    scope: Scope | None = None) -> tuple[Select[Any], dict[str, str]] | None:
     leaves: dict[str, dict[str, Any]] = {}
     for e in exprs:
         _history_leaves(e, leaves)
@@ -682,8 +722,8 @@ def _history_select(exprs: list[dict[str, Any]], *, as_of: datetime,
     # Only rows that can match some condition: the conditions and lifestyle facts.
     q: Any = select(HealthHistory.patient_id, *flags).where(
         HealthHistory.kind.in_(("condition", "lifestyle")))
-    if patient_ids is not None:
-        q = q.where(HealthHistory.patient_id.in_(patient_ids))
+    if scope is not None:
+        q = q.where(HealthHistory.patient_id.in_(scope))
     return q.group_by(HealthHistory.patient_id), columns
 
 
@@ -697,13 +737,13 @@ def history_cte(exprs: list[dict[str, Any]], *, as_of: datetime) -> HistoryFlags
 
 
 def prefetch_history(session: Session, exprs: list[dict[str, Any]], *, as_of: datetime,
-                     patient_ids: list[int] | None = None) -> HistoryFlags | None:
+                     scope: Scope | None = None) -> HistoryFlags | None:
     """Evaluate every diagnosis and lifestyle condition of `exprs` in a single pass over health_history.
 
     A run of all rules otherwise scans health_history once per condition (a dozen scans of millions of rows);
     here it is read once, grouped by patient, into a session-local temporary table the compiled rules read.
     """
-    grouped = _history_select(exprs, as_of=as_of, patient_ids=patient_ids)
+    grouped = _history_select(exprs, as_of=as_of, scope=scope)
     if grouped is None:
         return None
     q, columns = grouped

@@ -242,9 +242,10 @@ def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | N
     latest_values.refresh(session, patient_ids=patient_ids)
     use_table = latest_values.usable(session, as_of)
     active = session.scalars(select(TagRule).where(TagRule.active.is_(True)).order_by(TagRule.code)).all()
-    history = rules.prefetch_history(session, [r.expression for r in active], as_of=as_of, patient_ids=patient_ids)
-    pivot = (rules.prefetch_latest(session, [r.expression for r in active], catalogue=catalogue,
-                                   patient_ids=patient_ids) if use_table else None)
+    scope = None if patient_ids is None else rules.patient_scope(session, patient_ids)
+    history = rules.prefetch_history(session, [r.expression for r in active], as_of=as_of, scope=scope)
+    pivot = (rules.prefetch_latest(session, [r.expression for r in active], catalogue=catalogue, scope=scope)
+             if use_table else None)
     added = ended = 0
     pg = session.get_bind().dialect.name == "postgresql"
     # Each rule's matches are computed once into a temporary table, then tags are ended and opened against it.
@@ -253,9 +254,7 @@ def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | N
         # TRUNCATE empties a temporary table without a dead row per match (hundreds of thousands per rule).
         session.execute(text(f"TRUNCATE {_MATCH.name}") if pg else delete(_MATCH))
         matching = rules.matching_ids(rule.expression, as_of=as_of, catalogue=catalogue, latest_table=use_table,
-                                      history=history, pivot=pivot)
-        if patient_ids is not None:
-            matching = matching.where(Patient.id.in_(patient_ids))
+                                      history=history, pivot=pivot, scope=scope)
         session.execute(insert(_MATCH).from_select(["patient_id"], matching))
         if pg:
             # A temporary table has no statistics: without them the planner guesses a few rows and picks nested
@@ -264,8 +263,8 @@ def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | N
         open_tag = and_(PatientTag.tag_code == rule.code, PatientTag.until.is_(None))
         still = exists().where(_MATCH.c.patient_id == PatientTag.patient_id)
         end = update(PatientTag).where(open_tag, PatientTag.rule_id.is_not(None), ~still).values(until=as_of)
-        if patient_ids is not None:
-            end = end.where(PatientTag.patient_id.in_(patient_ids))
+        if scope is not None:
+            end = end.where(PatientTag.patient_id.in_(scope))
         ended += _rowcount(session.execute(end.execution_options(synchronize_session=False)))
         has_open = exists().where(open_tag, PatientTag.patient_id == _MATCH.c.patient_id)
         rows = select(_MATCH.c.patient_id, literal(rule.code), literal(rule.id), literal(rule.version),
@@ -279,8 +278,8 @@ def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | N
     active_codes = select(TagRule.code).where(TagRule.active.is_(True))
     stale = update(PatientTag).where(PatientTag.until.is_(None), PatientTag.rule_id.is_not(None),
                                      PatientTag.tag_code.not_in(active_codes)).values(until=as_of)
-    if patient_ids is not None:
-        stale = stale.where(PatientTag.patient_id.in_(patient_ids))
+    if scope is not None:
+        stale = stale.where(PatientTag.patient_id.in_(scope))
     ended += _rowcount(session.execute(stale.execution_options(synchronize_session=False)))
     session.flush()
     return ApplyResult(len(active), added, ended)

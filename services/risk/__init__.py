@@ -90,15 +90,14 @@ def _flags(session: Session, as_of: datetime, only: list[int] | None = None, *,
             {"kind": "indicator", "code": "HBA1C", "mode": "any", "cmp": ">=", "value": 5.7, "window_days": 36500},
         ]},
     }
-    history = rules.prefetch_history(session, list(exprs.values()), as_of=as_of, patient_ids=only)
-    pivot = (rules.prefetch_latest(session, list(exprs.values()), catalogue=catalogue, patient_ids=only)
+    scope = None if only is None else rules.patient_scope(session, only)
+    history = rules.prefetch_history(session, list(exprs.values()), as_of=as_of, scope=scope)
+    pivot = (rules.prefetch_latest(session, list(exprs.values()), catalogue=catalogue, scope=scope)
              if latest_table else None)
 
     def rule_ids(expr: dict[str, Any]) -> set[int]:
         stmt = rules.matching_ids(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_table,
-                                  history=history, pivot=pivot)
-        if only is not None:
-            stmt = stmt.where(Patient.id.in_(only))
+                                  history=history, pivot=pivot, scope=scope)
         return set(session.scalars(stmt))
 
     day = as_of.date()
@@ -116,8 +115,8 @@ def _flags(session: Session, as_of: datetime, only: list[int] | None = None, *,
     wanted = (meds, HealthHistory.kind == "family", and_(family_dm, first), family_dm)
     q = (select(HealthHistory.patient_id, *[func.max(case((w, 1), else_=0)) for w in wanted])
          .where(HealthHistory.kind.in_(("medication", "family"))).group_by(HealthHistory.patient_id))
-    if only is not None:
-        q = q.where(HealthHistory.patient_id.in_(only))
+    if scope is not None:
+        q = q.where(HealthHistory.patient_id.in_(scope))
     found: tuple[set[int], set[int], set[int], set[int]] = (set(), set(), set(), set())
     for row in session.execute(q):
         for i in range(4):

@@ -8,14 +8,21 @@ import random
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import ObservationLatest, PatientTag, RiskAssessment
 from services import latest_values, rules, tags
 from services.risk import MODELS, assess_all, assess_patient, to_row
-from tests.factories import create_patient
-from tests.factories_care import create_history, create_observation, indicator_id
+from tests.factories import create_patient, create_response
+from tests.factories_care import (
+    create_encounter,
+    create_history,
+    create_observation,
+    create_risk,
+    indicator_id,
+)
 
 AS_OF = datetime(2026, 6, 1, 23, 59, 59)
 CODES = ("SBP", "DBP", "TC", "HDL", "BMI", "WAIST", "FPG", "HBA1C", "LDL", "TG")
@@ -168,3 +175,50 @@ def test_bulk_risk_run_in_many_batches_writes_the_same_rows(session: Session, mo
     assert snapshot() == single
     again = assess_all(session, as_of=AS_OF)
     assert again.stored == 0 and again.unchanged == 23 * len(MODELS)
+
+
+# Conditions whose sub-queries read other tables than the pivoted latest values: all of them must honour the scope.
+SCOPED_EXTRA: dict[str, dict[str, Any]] = {
+    "risk": {"kind": "risk", "model": "pce", "levels": ["high"]},
+    "satisfaction": {"kind": "satisfaction", "cmp": "<=", "value": 6, "window_days": 365},
+    "visit": {"op": "not", "arg": {"kind": "days_since_visit", "cmp": ">", "value": 90}},
+    "count": {"kind": "indicator", "code": "SBP", "mode": "count", "min_count": 2},
+    "latest_window": {"kind": "indicator", "code": "FPG", "cmp": ">=", "value": 5.6, "window_days": 400},
+}
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline ids", "temporary table"])
+def test_scoped_evaluation_equals_the_whole_population_restricted(session: Session, monkeypatch: Any,
+                                                                  inline: bool) -> None:
+    """Re-evaluating a few patients (an import's) restricts every sub-query to them; the answer for those patients
+    must be exactly what a run over everyone gives them, for every built-in rule and condition kind."""
+    ids = _population(session, 30, seed=21)
+    rng = random.Random(5)
+    for p in ids:
+        if rng.random() < 0.5:
+            create_encounter(session, patient_id=p, at=AS_OF - timedelta(days=rng.randint(1, 200)))
+        if rng.random() < 0.5:
+            create_response(session, patient_id=p, nps_score=rng.randint(0, 10),
+                            submitted_at=AS_OF - timedelta(days=rng.randint(1, 500)))
+        if rng.random() < 0.4:
+            create_risk(session, patient_id=p, level=rng.choice(["high", "low"]),
+                        at=AS_OF - timedelta(days=rng.randint(1, 90)))
+    latest_values.refresh(session)
+    monkeypatch.setattr(rules, "INLINE_SCOPE", 1000 if inline else 0)
+    chosen = sorted(rng.sample(ids, 11))
+    scope = rules.patient_scope(session, chosen)
+    assert isinstance(scope, tuple) is inline
+    catalogue = rules.load_catalogue(session)
+    exprs = {r.code: r.expression for r in tags.BUILTIN_RULES} | SCOPED_EXTRA
+    full_history = rules.prefetch_history(session, list(exprs.values()), as_of=AS_OF)
+    everyone = {code: set(session.scalars(rules.matching_ids(e, as_of=AS_OF, catalogue=catalogue,
+                                                             history=full_history)))
+                for code, e in exprs.items()}
+    history = rules.prefetch_history(session, list(exprs.values()), as_of=AS_OF, scope=scope)
+    pivot = rules.prefetch_latest(session, list(exprs.values()), catalogue=catalogue, scope=scope)
+    for code, expr in exprs.items():
+        for kw in ({}, {"history": history}, {"history": history, "pivot": pivot, "latest_table": True}):
+            got = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, scope=scope,
+                                                         **kw)))
+            assert got == everyone[code] & set(chosen), (code, kw.keys())
+    assert any(everyone[c] & set(chosen) for c in SCOPED_EXTRA)
