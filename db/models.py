@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Date,
     Float,
     ForeignKey,
@@ -352,7 +353,9 @@ class ObservationLatest(Base):
     tag rules, their preview and the risk pass read one row per patient instead of ranking 50M+ observations."""
 
     __tablename__ = "observation_latest"
-    __table_args__ = (Index("ix_observation_latest_indicator_value", "indicator_id", "value"),)
+    # The rule preview's "latest SBP >= 140": a value range read from the index alone (migration 0612).
+    __table_args__ = (Index("ix_observation_latest_indicator_value", "indicator_id", "value",
+                            postgresql_include=["patient_id", "observed_at"]),)
 
     patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     indicator_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -904,6 +907,23 @@ class FollowupRollupState(Base):
     max_task_id: Mapped[int] = mapped_column(BigId, default=0)
     rebuilt_at: Mapped[datetime | None]
 
+
+def lifestyle_aspect() -> ColumnElement[Any]:
+    """What a lifestyle record is about (smoking, alcohol, ...): detail["aspect"] as the form writes it, else the
+    code, as the demo data and importers write it. One expression for the tag rules and the index that serves them."""
+    return func.coalesce(HealthHistory.detail["aspect"].as_string(), HealthHistory.code)
+
+
+# Tag rule conditions on diagnoses and lifestyle (migration 0612_care_history_indexes): the few columns a condition
+# reads, for the condition and lifestyle rows only, so a preview reads them from the index alone, either all of an
+# aspect at once or one patient's by patient_id.
+_CONDITION = text("kind = 'condition'")
+_LIFESTYLE = text("kind = 'lifestyle'")
+_HISTORY_READ = ["code", "text", "started_on", "ended_on", "recorded_at"]
+Index("ix_health_history_condition", HealthHistory.patient_id, postgresql_include=_HISTORY_READ,
+      postgresql_where=_CONDITION, sqlite_where=_CONDITION)
+Index("ix_health_history_lifestyle", lifestyle_aspect(), HealthHistory.patient_id,
+      postgresql_include=[*_HISTORY_READ, "detail"], postgresql_where=_LIFESTYLE, sqlite_where=_LIFESTYLE)
 
 Index("ix_followup_tasks_due", FollowupTask.due_date)
 # The worklist: open tasks only (a small fraction of all), in the page's order (due date, id) per nurse and per

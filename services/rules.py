@@ -13,7 +13,8 @@ A rule is a tree of nodes, never code (nothing is eval'd):
     {"kind": "age", "cmp": ">=", "value": 40}                       completed years on the evaluation date
     {"kind": "sex", "value": "M"}
     {"kind": "lifestyle", "aspect": "smoking", "key": "status", "values": ["current"], "text_not": ["戒"]}
-        an active lifestyle record of that aspect (its code, or detail["aspect"]) whose detail[key] is one of
+        an active lifestyle record of that aspect (detail["aspect"], or its code when the detail names none: the
+        form writes the former, the demo data and importers the latter) whose detail[key] is one of
         values (if key given), whose text contains one of "text" (if given) and none of "text_not" (if given)
     {"kind": "risk", "model": "pce", "levels": ["high"]}            the newest assessment of that model
     {"kind": "satisfaction", "cmp": "<=", "value": 6, "window_days": 365}   the newest NPS answer
@@ -43,6 +44,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    exists,
     false,
     func,
     insert,
@@ -66,6 +68,7 @@ from db.models import (
     Patient,
     RiskAssessment,
     SurveyResponse,
+    lifestyle_aspect,
 )
 from services import latest_values
 from services.errors import UserError
@@ -489,9 +492,7 @@ class Compiler:
             for text in _strings(node, "text", required=False):
                 matches.append(HealthHistory.text.contains(text, autoescape=True))
             return [*self._active_history("condition"), or_(*matches)]
-        aspect = node["aspect"]
-        where = [*self._active_history("lifestyle"),
-                 or_(HealthHistory.code == aspect, HealthHistory.detail["aspect"].as_string() == aspect)]
+        where = [*self._active_history("lifestyle"), lifestyle_aspect() == node["aspect"]]
         if "key" in node:
             where.append(HealthHistory.detail[node["key"]].as_string().in_(_strings(node, "values")))
         texts = _strings(node, "text", required=False)
@@ -506,8 +507,11 @@ class Compiler:
         if column is not None and self.history is not None:
             flags = self.history.table
             return Patient.id.in_(select(flags.c.patient_id).where(flags.c[column] == 1))
-        return Patient.id.in_(select(HealthHistory.patient_id).where(*self.history_where(node),
-                                                                      *self._scoped(HealthHistory.patient_id)))
+        # Correlated, so the planner may choose: hash every matching row once (a condition on everyone), or probe
+        # the patient's rows by index for each patient the rule's other conditions leave (male, 60+, BMI >= 28:
+        # 10% of patients). An uncorrelated IN under or/not can only be hashed. The partial indexes on condition
+        # and lifestyle rows (migration 0612) hold every column the conditions read, so either way is index-only.
+        return exists().where(HealthHistory.patient_id == Patient.id, *self.history_where(node))
 
     def _diagnosis(self, node: dict[str, Any]) -> ColumnElement[bool]:
         return self._history(node)
@@ -689,8 +693,8 @@ def node_key(node: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class HistoryFlags:
-    """One row per patient with any condition or lifestyle fact and a 0/1 column per rule condition: a temporary
-    table (prefetch_history, for a run of all rules) or a CTE (history_cte, for one query such as the preview)."""
+    """One row per patient with any condition or lifestyle fact and a 0/1 column per rule condition: the temporary
+    table of prefetch_history, for a run of all rules."""
 
     table: FromClause
     columns: dict[str, str]  # node_key -> column name
@@ -725,15 +729,6 @@ def _history_select(exprs: list[dict[str, Any]], *, as_of: datetime,
     if scope is not None:
         q = q.where(HealthHistory.patient_id.in_(scope))
     return q.group_by(HealthHistory.patient_id), columns
-
-
-def history_cte(exprs: list[dict[str, Any]], *, as_of: datetime) -> HistoryFlags | None:
-    """The rule's diagnosis and lifestyle conditions in one pass over health_history within a single query."""
-    grouped = _history_select(exprs, as_of=as_of)
-    if grouped is None:
-        return None
-    q, columns = grouped
-    return HistoryFlags(q.cte("care_history"), columns)
 
 
 def prefetch_history(session: Session, exprs: list[dict[str, Any]], *, as_of: datetime,
@@ -811,10 +806,7 @@ def preview_count(conn: Connection | Session, expr: dict[str, Any], *, as_of: da
     catalogue = load_catalogue(conn)
     validate(expr, catalogue)
     tune_for_sets(conn)
-    # A rule with several history conditions reads health_history once (a CTE), not once per condition.
-    history = history_cte([expr], as_of=as_of)
-    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_values.usable(conn, as_of),
-                         history=history if history is not None and len(history.columns) > 1 else None)
+    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_values.usable(conn, as_of))
     if patient_filter is not None:
         where = and_(where, patient_filter)
     return int(conn.execute(select(func.count()).select_from(Patient).where(where)).scalar_one())

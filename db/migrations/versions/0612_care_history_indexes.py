@@ -1,0 +1,54 @@
+"""care: indexes that let a tag rule preview read diagnoses, lifestyle and latest values from indexes alone
+
+- ix_health_history_condition: condition rows by patient, with the columns a diagnosis condition reads;
+- ix_health_history_lifestyle: lifestyle rows by aspect (db.models.lifestyle_aspect) and patient, with the columns
+  a lifestyle condition reads; PostgreSQL also gets statistics on the aspect expression (a partial expression index
+  has none of its own), so the planner knows "smoking" is one row per patient, not 0.5 % of the table;
+- ix_observation_latest_indicator_value now includes patient_id and observed_at (PostgreSQL).
+
+Revision ID: 0612_care_history_indexes
+Revises: 0611_care_obs_index
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0612_care_history_indexes"
+down_revision = "0611_care_obs_index"
+branch_labels = None
+depends_on = None
+
+READ = "code, text, started_on, ended_on, recorded_at"
+
+
+def upgrade() -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
+    if pg:
+        op.execute("SET LOCAL maintenance_work_mem = '1GB'")
+        # The same text SQLAlchemy renders for db.models.lifestyle_aspect(), so the planner matches the index.
+        aspect = "COALESCE(CAST((detail ->> 'aspect') AS VARCHAR), code)"
+        op.execute(f"CREATE INDEX ix_health_history_condition ON health_history (patient_id) INCLUDE ({READ}) "
+                   "WHERE kind = 'condition'")
+        op.execute(f"CREATE INDEX ix_health_history_lifestyle ON health_history (({aspect}), patient_id) "
+                   f"INCLUDE ({READ}, detail) WHERE kind = 'lifestyle'")
+        op.execute(f"CREATE STATISTICS IF NOT EXISTS st_health_history_aspect ON ({aspect}), kind FROM health_history")
+        op.execute("ANALYZE health_history")
+        op.drop_index("ix_observation_latest_indicator_value", table_name="observation_latest")
+        op.create_index("ix_observation_latest_indicator_value", "observation_latest", ["indicator_id", "value"],
+                        postgresql_include=["patient_id", "observed_at"])
+    else:
+        aspect = "coalesce(CAST(JSON_EXTRACT(detail, '$.\"aspect\"') AS VARCHAR), code)"
+        op.execute("CREATE INDEX ix_health_history_condition ON health_history (patient_id) WHERE kind = 'condition'")
+        op.execute(f"CREATE INDEX ix_health_history_lifestyle ON health_history (({aspect}), patient_id) "
+                   "WHERE kind = 'lifestyle'")
+
+
+def downgrade() -> None:
+    pg = op.get_bind().dialect.name == "postgresql"
+    op.drop_index("ix_health_history_lifestyle", table_name="health_history")
+    op.drop_index("ix_health_history_condition", table_name="health_history")
+    if pg:
+        op.execute("DROP STATISTICS IF EXISTS st_health_history_aspect")
+        op.drop_index("ix_observation_latest_indicator_value", table_name="observation_latest")
+        op.create_index("ix_observation_latest_indicator_value", "observation_latest", ["indicator_id", "value"])
