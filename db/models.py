@@ -908,13 +908,18 @@ class FollowupRollupState(Base):
     rebuilt_at: Mapped[datetime | None]
 
 
+# "The newest assessment of model M" per patient, read in order from the index alone (migration 0612).
+Index("ix_risk_assessments_model_latest", RiskAssessment.model, RiskAssessment.patient_id,
+      RiskAssessment.assessed_at.desc(), RiskAssessment.id.desc(), postgresql_include=["level"])
+
+
 def lifestyle_aspect() -> ColumnElement[Any]:
     """What a lifestyle record is about (smoking, alcohol, ...): detail["aspect"] as the form writes it, else the
     code, as the demo data and importers write it. One expression for the tag rules and the index that serves them."""
     return func.coalesce(HealthHistory.detail["aspect"].as_string(), HealthHistory.code)
 
 
-# Tag rule conditions on diagnoses and lifestyle (migration 0612_care_history_indexes): the few columns a condition
+# Tag rule conditions on diagnoses and lifestyle (migration 0612_care_preview_indexes): the few columns a condition
 # reads, for the condition and lifestyle rows only, so a preview reads them from the index alone, either all of an
 # aspect at once or one patient's by patient_id.
 _CONDITION = text("kind = 'condition'")

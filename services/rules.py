@@ -48,6 +48,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    inspect,
     not_,
     or_,
     select,
@@ -55,7 +56,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -414,14 +415,16 @@ class Compiler:
     def _scoped(self, col: Any) -> list[ColumnElement[bool]]:
         return [] if self.scope is None else [col.in_(self.scope)]
 
-    def predicate(self, node: dict[str, Any]) -> ColumnElement[bool]:
+    def predicate(self, node: dict[str, Any], *, under_not: bool = False) -> ColumnElement[bool]:
         op = node.get("op")
         if op == "and":
-            return and_(true(), *[self.predicate(a) for a in node["args"]])
+            return and_(true(), *[self.predicate(a, under_not=under_not) for a in node["args"]])
         if op == "or":
-            return or_(false(), *[self.predicate(a) for a in node["args"]])
+            return or_(false(), *[self.predicate(a, under_not=under_not) for a in node["args"]])
         if op == "not":
-            return not_(self.predicate(node["arg"]))
+            return not_(self.predicate(node["arg"], under_not=True))
+        if node["kind"] == "indicator":
+            return self._indicator(node, under_not=under_not)
         result: ColumnElement[bool] = getattr(self, f"_{node['kind']}")(node)
         return result
 
@@ -429,7 +432,7 @@ class Compiler:
         days = node.get("window_days")
         return None if days is None else self.as_of - timedelta(days=int(days))
 
-    def _indicator(self, node: dict[str, Any]) -> ColumnElement[bool]:
+    def _indicator(self, node: dict[str, Any], *, under_not: bool = False) -> ColumnElement[bool]:
         info = self.catalogue[node["code"]]
         where: list[Any] = [Observation.indicator_id == info.id, Observation.observed_at <= self.as_of,
                             *self._scoped(Observation.patient_id)]
@@ -439,11 +442,13 @@ class Compiler:
         mode = node.get("mode", "latest")
         if mode == "latest" and self.pivot is not None and info.id in self.pivot.columns:
             value_col, time_col = self.pivot.columns[info.id]
-            cond = _compare(self.pivot.table.c[value_col], node["cmp"], float(node["value"]))
+            cond = _compare(value_col, node["cmp"], float(node["value"]))
             if since is not None:
-                cond = and_(self.pivot.table.c[time_col] >= since, cond)
-            # No reading is "false", never NULL: not(...) must then be true, as with the IN (...) form.
-            return func.coalesce(cond, false())
+                cond = and_(time_col >= since, cond)
+            # No reading must be "false", never NULL, once a not(...) is above: not(NULL) would drop the patient
+            # where the IN (...) form keeps them. Elsewhere NULL already counts as false, and the bare comparison
+            # lets PostgreSQL turn the outer join into an inner one.
+            return func.coalesce(cond, false()) if under_not else cond
         if mode == "latest" and self.latest_table:
             # The newest reading on or before as_of is the table's row; "within the window" is then a date check.
             lw: list[Any] = [ObservationLatest.indicator_id == info.id,
@@ -604,7 +609,7 @@ def matching_ids(expr: dict[str, Any], *, as_of: datetime, catalogue: Catalogue,
                          pivot=pivot, scope=scope)
     q = select(Patient.id)
     if pivot is not None:
-        q = q.select_from(Patient.__table__.outerjoin(pivot.table, pivot.table.c.patient_id == Patient.id))
+        q = q.select_from(pivot.outerjoin(Patient.__table__))
     if scope is not None:
         q = q.where(Patient.id.in_(scope))
     return q.where(where)
@@ -637,10 +642,17 @@ def patient_scope(session: Session, patient_ids: Iterable[int]) -> Scope:
 
 @dataclass(frozen=True)
 class LatestPivot:
-    """observation_latest as one row per patient: a value and a time column per indicator the rules use."""
+    """The latest values the rules' "latest" conditions read, as columns outer-joined to patients (one row per
+    patient): a temporary table with a value and a time column per indicator (prefetch_latest, for a run), or one
+    alias of observation_latest per indicator (latest_joins, for a single read-only query such as the preview)."""
 
-    table: Table
-    columns: dict[int, tuple[str, str]]  # indicator id -> (value column, time column)
+    joins: tuple[tuple[FromClause, ColumnElement[bool]], ...]
+    columns: dict[int, tuple[Any, Any]]  # indicator id -> (value column, time column)
+
+    def outerjoin(self, base: FromClause) -> FromClause:
+        for table, on in self.joins:
+            base = base.outerjoin(table, on)
+        return base
 
 
 def _latest_codes(node: Any, out: set[str]) -> None:
@@ -681,7 +693,29 @@ def prefetch_latest(session: Session, exprs: list[dict[str, Any]], *, catalogue:
     if scope is not None:
         q = q.where(ObservationLatest.patient_id.in_(scope))
     _fill_temp(session, table, q.group_by(ObservationLatest.patient_id))
-    return LatestPivot(table, columns)
+    return LatestPivot(((table, table.c.patient_id == Patient.id),),
+                       {ind: (table.c[v], table.c[t]) for ind, (v, t) in columns.items()})
+
+
+def latest_joins(exprs: list[dict[str, Any]], *, catalogue: Catalogue) -> LatestPivot | None:
+    """The indicators of the rules' "latest" conditions as aliases of observation_latest joined by its key.
+
+    For one read-only query (the preview: no temporary table on a replica). Each condition is then a comparison
+    on a joined row instead of a sub-plan hashing every patient with a matching value; "high-normal BP" has seven.
+    Only valid when latest_values.usable().
+    """
+    codes: set[str] = set()
+    for e in exprs:
+        _latest_codes(e, codes)
+    joins: list[tuple[FromClause, ColumnElement[bool]]] = []
+    columns: dict[int, tuple[Any, Any]] = {}
+    for code in sorted(c for c in codes if c in catalogue):
+        ind = catalogue[code].id
+        latest = aliased(ObservationLatest, name=f"latest_{code.lower()}")
+        joins.append((inspect(latest).selectable,
+                      and_(latest.patient_id == Patient.id, latest.indicator_id == ind)))
+        columns[ind] = (latest.value, latest.observed_at)
+    return LatestPivot(tuple(joins), columns) if joins else None
 
 
 # --- whole-population runs: every health-history condition in one scan -----------------------------------
@@ -806,7 +840,10 @@ def preview_count(conn: Connection | Session, expr: dict[str, Any], *, as_of: da
     catalogue = load_catalogue(conn)
     validate(expr, catalogue)
     tune_for_sets(conn)
-    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=latest_values.usable(conn, as_of))
+    usable = latest_values.usable(conn, as_of)
+    pivot = latest_joins([expr], catalogue=catalogue) if usable else None
+    where = compile_rule(expr, as_of=as_of, catalogue=catalogue, latest_table=usable, pivot=pivot)
     if patient_filter is not None:
         where = and_(where, patient_filter)
-    return int(conn.execute(select(func.count()).select_from(Patient).where(where)).scalar_one())
+    source = Patient.__table__ if pivot is None else pivot.outerjoin(Patient.__table__)
+    return int(conn.execute(select(func.count()).select_from(source).where(where)).scalar_one())

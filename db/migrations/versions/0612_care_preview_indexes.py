@@ -4,17 +4,20 @@
 - ix_health_history_lifestyle: lifestyle rows by aspect (db.models.lifestyle_aspect) and patient, with the columns
   a lifestyle condition reads; PostgreSQL also gets statistics on the aspect expression (a partial expression index
   has none of its own), so the planner knows "smoking" is one row per patient, not 0.5 % of the table;
-- ix_observation_latest_indicator_value now includes patient_id and observed_at (PostgreSQL).
+- ix_observation_latest_indicator_value now includes patient_id and observed_at (PostgreSQL);
+- ix_risk_assessments_model_latest: each patient's assessments of a model, newest first, with the level, so "the
+  newest assessment of model M" is one ordered index read instead of a sort of every assessment.
 
-Revision ID: 0612_care_history_indexes
+Revision ID: 0612_care_preview_indexes
 Revises: 0611_care_obs_index
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
-revision = "0612_care_history_indexes"
+revision = "0612_care_preview_indexes"
 down_revision = "0611_care_obs_index"
 branch_labels = None
 depends_on = None
@@ -37,7 +40,10 @@ def upgrade() -> None:
         op.drop_index("ix_observation_latest_indicator_value", table_name="observation_latest")
         op.create_index("ix_observation_latest_indicator_value", "observation_latest", ["indicator_id", "value"],
                         postgresql_include=["patient_id", "observed_at"])
-    else:
+    op.create_index("ix_risk_assessments_model_latest", "risk_assessments",
+                    ["model", "patient_id", sa.desc(sa.column("assessed_at")), sa.desc(sa.column("id"))],
+                    postgresql_include=["level"])
+    if not pg:
         aspect = "coalesce(CAST(JSON_EXTRACT(detail, '$.\"aspect\"') AS VARCHAR), code)"
         op.execute("CREATE INDEX ix_health_history_condition ON health_history (patient_id) WHERE kind = 'condition'")
         op.execute(f"CREATE INDEX ix_health_history_lifestyle ON health_history (({aspect}), patient_id) "
@@ -46,6 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
+    op.drop_index("ix_risk_assessments_model_latest", table_name="risk_assessments")
     op.drop_index("ix_health_history_lifestyle", table_name="health_history")
     op.drop_index("ix_health_history_condition", table_name="health_history")
     if pg:
