@@ -105,13 +105,18 @@ def test_rules_on_latest_table_match_window_functions(session: Session) -> None:
     assert history is not None and len(history.columns) >= 4
     pivot = rules.prefetch_latest(session, exprs, catalogue=catalogue)
     assert pivot is not None and len(pivot.columns) >= 8
+    # The preview's form (aliases of observation_latest, one per indicator), here for every indicator.
+    joined = rules.latest_joins(exprs, catalogue=catalogue, min_uses=1)
+    assert joined is not None and joined.columns.keys() == pivot.columns.keys()
     for expr in exprs:
         slow = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue)))
         fast = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, latest_table=True,
                                                       history=history)))
         pivoted = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, latest_table=True,
                                                          history=history, pivot=pivot)))
-        assert slow == fast == pivoted, expr
+        aliases = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, latest_table=True,
+                                                         history=history, pivot=joined)))
+        assert slow == fast == pivoted == aliases, expr
     assert any(session.scalars(rules.matching_ids(exprs[-4], as_of=AS_OF, catalogue=catalogue)))
     # The preview joins an alias of observation_latest per indicator instead: the same counts, for every rule.
     no_ldl = set(ids) - set(session.scalars(select(ObservationLatest.patient_id)
