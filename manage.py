@@ -18,12 +18,14 @@ from sqlalchemy.exc import OperationalError
 
 import i18n
 from config import ConfigError, database_url
-from db.engine import make_engine, transaction
+from db.engine import make_engine, transaction, vacuum_analyze
 from db.models import ROLES, Patient
 from services import clock
 from services.errors import UserError
 
 LANG = "zh_CN" if os.environ.get("LANG", "").startswith("zh") else "en"
+# After a daily run that wrote this many risk rows and tag changes, the job vacuums what it wrote (db.engine).
+VACUUM_AFTER_ROWS = 10_000
 
 
 def _engine() -> Engine:
@@ -266,6 +268,8 @@ def cmd_run_automation(args: argparse.Namespace) -> int:
     print(f"{'risk assessments stored':32s} {assessed.stored:>10,} ({assessed.unchanged:,} unchanged, "
           f"{assessed.patients:,} patients)")
     print(f"{'tags opened / ended':32s} {tagged.added:>10,} / {tagged.ended:,} ({tagged.rules} rules)")
+    if assessed.stored + tagged.added + tagged.ended > VACUUM_AFTER_ROWS:
+        vacuum_analyze(_engine(), ["risk_assessments", "patient_tags"])
     with transaction(_engine()) as s:
         ensure_builtin_plans(s)
         result = run_automation(s, as_of=as_of, lookback_days=args.lookback_days, now=clock.now())

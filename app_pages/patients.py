@@ -9,6 +9,7 @@ import streamlit as st
 
 from components import data
 from components.export_buttons import data_table
+from components.filters import tag_segment
 from components.navigation import require
 from components.runtime import lang, tr
 from queries.filters import scope_for
@@ -22,13 +23,14 @@ st.title(tr("nav.patients"))
 scope = scope_for(role=user.role, department_id=user.department_id)
 
 # settings
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 2, 1])
 text = c1.text_input(tr("patients.search.box"), key="patients_q", placeholder=tr("patients.search.placeholder"))
-page = int(c2.number_input(tr("patients.search.page"), min_value=1, value=1, step=1, key="patients_page"))
-f = SearchFilter(text=text, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+tag, tag_name = tag_segment(key="patients_tag", container=c2)
+page = int(c3.number_input(tr("patients.search.page"), min_value=1, value=1, step=1, key="patients_page"))
+f = SearchFilter(text=text, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, tag=tag, tag_name=tag_name)
 
 # data (not cached: a patient enrolled a minute ago must be found)
-if not text.strip():
+if not text.strip() and not tag:
     st.info(tr("patients.search.hint"))
     st.stop()
 with data.read() as conn:
@@ -57,7 +59,7 @@ def _all_found(limit: int) -> pd.DataFrame:
         return _shaped(search_patients(conn=conn, f=replace(f, limit=limit, offset=0), scope=scope, user_id=user.id))
 
 
-data_table(_shaped(found), name="patient_search", description=tr("reports.export_search", text=f.text.strip()),
+data_table(_shaped(found), name="patient_search", description=f.describe(lang()),
            caption=False, full=_all_found)
 labels = {int(i): f"{c} {n}" for i, c, n in zip(found["id"], found["card_no"], found["name"], strict=True)}
 chosen = st.selectbox(tr("patients.search.pick"), options=list(labels), format_func=lambda i: labels[i],

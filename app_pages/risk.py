@@ -7,6 +7,7 @@ import streamlit as st
 
 from components import care_data, data
 from components.export_buttons import data_table
+from components.filters import tag_segment
 from components.navigation import require
 from components.runtime import lang, tr
 from queries import risk as risk_q
@@ -20,11 +21,14 @@ st.title(tr("nav.risk"))
 st.caption(tr("care.risk_page.intro"))
 
 # settings
-model = st.selectbox(tr("care.risk_page.model"), care_data.MODEL_KEYS, key="risk_model",
+s1, s2 = st.columns(2)
+model = s1.selectbox(tr("care.risk_page.model"), care_data.MODEL_KEYS, key="risk_model",
                      format_func=care_data.labelled(lambda m: tr(f"care.risk.model.{m}"), care_data.MODEL_KEYS))
+tag, tag_name = tag_segment(key="risk_tag", container=s2)
+segment = [tr("filter.segment_is", tag=tag_name)] if tag else []
 
 # data
-dist = care_data.risk_distribution(scope.key, model, lang(), scope)
+dist = care_data.risk_distribution(scope.key, model, lang(), scope, tag)
 
 # show
 st.caption(tr("care.risk_page.source", source=SOURCES[model], version=VERSIONS[model]))
@@ -35,11 +39,13 @@ if dist.empty:
 no_dept = tr("care.risk_page.no_department")
 dist = dist.assign(department=dist["department"].fillna(no_dept), level_label=dist["level"].map(care_data.level_label))
 cols = {c: tr(f"care.risk_page.col.{c}") for c in ("department", "level", "patients")}
-st.altair_chart(care_data.level_chart(dist, order=care_data.level_order(model), title=tr("care.risk_page.chart_title"),
-                                      labels=cols), width="stretch")
+chart_title = tr("filter.separator").join([tr("care.risk_page.chart_title"), *segment])
+st.altair_chart(care_data.level_chart(dist, order=care_data.level_order(model), title=chart_title, labels=cols),
+                width="stretch")
 pivot = dist.pivot_table(index="department", columns="level_label", values="patients", aggfunc="sum", fill_value=0)
 data_table(pivot, name=f"risk_{model}", hide_index=False, caption=False,
-           description=tr("filter.separator").join([tr(f"care.risk.model.{model}"), tr("care.risk_page.chart_title")]))
+           description=tr("filter.separator").join([tr(f"care.risk.model.{model}"), tr("care.risk_page.chart_title"),
+                                                    *segment]))
 
 st.subheader(tr("care.risk_page.drill_title"))
 departments = dist[["department_id", "department"]].drop_duplicates().reset_index(drop=True)
@@ -53,12 +59,14 @@ raw_dept = departments.loc[row, "department_id"]
 dept_id = None if pd.isna(raw_dept) else int(raw_dept)  # NaN stands for "no department"
 LIMIT = 200
 with data.read() as conn:
-    patients = risk_q.drilldown(conn=conn, model=model, scope=scope, department_id=dept_id, level=level, limit=LIMIT)
+    patients = risk_q.drilldown(conn=conn, model=model, scope=scope, department_id=dept_id, level=level, limit=LIMIT,
+                                tag=tag)
 with data.write() as s:
     audit.record(s, action="risk.drilldown", user_id=user.id, username=user.username, entity="risk_assessment",
-                 detail={"model": model, "department_id": dept_id, "level": level, "rows": len(patients)})
-st.caption(tr("care.risk_page.drill_caption", n=len(patients), limit=LIMIT,
-              department=str(departments.loc[row, "department"]), level=care_data.level_label(level)))
+                 detail={"model": model, "department_id": dept_id, "level": level, "tag": tag, "rows": len(patients)})
+st.caption(tr("filter.separator").join([
+    tr("care.risk_page.drill_caption", n=len(patients), limit=LIMIT, department=str(departments.loc[row, "department"]),
+       level=care_data.level_label(level)), *segment]))
 if not patients.empty:
 
     def _shaped(found: pd.DataFrame) -> pd.DataFrame:
@@ -70,10 +78,10 @@ if not patients.empty:
     def _all_patients(limit: int) -> pd.DataFrame:
         with data.read() as conn:
             return _shaped(risk_q.drilldown(conn=conn, model=model, scope=scope, department_id=dept_id, level=level,
-                                            limit=limit))
+                                            limit=limit, tag=tag))
 
     data_table(_shaped(patients), name=f"risk_{model}_patients", caption=False,
                full=_all_patients if len(patients) >= LIMIT else None,
                description=tr("filter.separator").join([tr(f"care.risk.model.{model}"),
                                                         str(departments.loc[row, "department"]),
-                                                        care_data.level_label(level)]))
+                                                        care_data.level_label(level), *segment]))

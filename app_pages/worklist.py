@@ -9,6 +9,7 @@ import streamlit as st
 
 from components import data, followup_data
 from components.export_buttons import data_table
+from components.filters import tag_segment
 from components.navigation import require
 from components.runtime import lang, settings_or_stop, tr
 from queries import followup as q
@@ -31,8 +32,9 @@ sort = c3.selectbox(tr("fu_wl.sort"), q.SORTS,
                     format_func=followup_data.labelled(lambda s: tr(f"fu_wl.sort_{s}"), q.SORTS),
                     key="wl_sort")
 page = int(c4.number_input(tr("worklist.page"), min_value=1, value=1, step=1, key="worklist_page"))
+tag, tag_name = tag_segment(key="wl_tag", container=st.columns([2, 4])[0])
 f = q.WorklistFilter(user_id=user.id, department_id=user.department_id, today=today, view=view, bucket=bucket,
-                     sort=sort, lang=lang(), offset=(page - 1) * 50)
+                     sort=sort, lang=lang(), offset=(page - 1) * 50, tag=tag)
 
 # data (not cached: a nurse expects her list to move as soon as she logs a call)
 with data.read() as conn:
@@ -44,8 +46,9 @@ m1, m2, m3 = st.columns(3)
 m1.metric(tr("worklist.overdue"), counts.overdue, border=True)
 m2.metric(tr("worklist.due_today"), counts.today, border=True)
 m3.metric(tr("fu_wl.upcoming"), counts.upcoming, border=True)
-st.caption(tr("fu_wl.caption", n=len(tasks), view=tr(f"fu_wl.view_{view}"), bucket=tr(f"fu_wl.bucket_{bucket}"),
-              days=f.horizon_days, date=today.isoformat(), page=page, sort=tr(f"fu_wl.sort_{sort}")))
+caption = tr("fu_wl.caption", n=len(tasks), view=tr(f"fu_wl.view_{view}"), bucket=tr(f"fu_wl.bucket_{bucket}"),
+             days=f.horizon_days, date=today.isoformat(), page=page, sort=tr(f"fu_wl.sort_{sort}"))
+st.caption(tr("filter.separator").join([caption, tr("filter.segment_is", tag=tag_name)]) if tag else caption)
 if tasks.empty:
     st.info(tr("worklist.empty"))
 else:

@@ -21,9 +21,10 @@ MODEL_KEYS = ("pce", "framingham", "findrisc", "cdrs")
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=64, show_spinner=False)
-def risk_distribution(scope_key: str, model: str, lang: str, _scope: DataScope) -> pd.DataFrame:
+def risk_distribution(scope_key: str, model: str, lang: str, _scope: DataScope, tag: str | None = None
+                      ) -> pd.DataFrame:
     with engine().connect() as conn:
-        return risk_q.distribution(conn=conn, model=model, scope=_scope, lang=lang)
+        return risk_q.distribution(conn=conn, model=model, scope=_scope, lang=lang, tag=tag)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=8, show_spinner=False)

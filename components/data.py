@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from components.runtime import engine_or_stop, settings_or_stop
 from db.engine import transaction
-from queries import overview
+from queries import overview, report_data
 from queries.filters import DataScope, PeriodFilter
 
 TTL_SECONDS = 300
@@ -39,6 +39,13 @@ def nps_by_month(scope_key: str, f: PeriodFilter, _scope: DataScope) -> pd.DataF
 def departments(scope_key: str, lang: str, _scope: DataScope) -> list[tuple[int, str]]:
     with engine().connect() as conn:
         return overview.departments(conn=conn, scope=_scope, lang=lang)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=8, show_spinner=False)
+def tag_segments(lang: str) -> list[tuple[str, str]]:
+    # The active rules' codes and names: the same for every user, so the language is the whole key.
+    with engine().connect() as conn:
+        return report_data.open_tag_codes(conn=conn, lang=lang)
 
 
 @contextmanager

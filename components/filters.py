@@ -1,8 +1,9 @@
-"""The filter bar: date range and departments, read into a frozen PeriodFilter."""
+"""The filter bar: date range and departments, read into a frozen PeriodFilter; the tag segment picker."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import streamlit as st
 
@@ -25,3 +26,12 @@ def period_filter(scope: DataScope, *, today: date, key: str, default_days: int 
         st.warning(tr("filter.swapped"))
         start, end = end, start
     return PeriodFilter(start, end, tuple(sorted(chosen)), tuple(names[i] for i in sorted(chosen)))
+
+
+def tag_segment(*, key: str, container: Any = st) -> tuple[str | None, str | None]:
+    """A tag segment picker (the tags the active rules set): (code, name) of the chosen tag, (None, None) for all."""
+    names = dict(data.tag_segments(lang()))
+    options: list[str | None] = [None, *names]
+    code = container.selectbox(tr("filter.segment"), options=options, key=key,
+                               format_func=lambda c: tr("filter.all_patients") if c is None else names.get(c, c))
+    return (code, names.get(code, code)) if code else (None, None)

@@ -47,7 +47,7 @@ from db.models import (
     RiskAssessment,
     User,
 )
-from queries.filters import DataScope, PeriodFilter, department_clause
+from queries.filters import DataScope, PeriodFilter, department_clause, has_open_tag
 
 RISK_RANK = {"very_high": 4, "high": 3, "moderate": 2, "medium": 2, "low": 1}
 BUCKETS = ("all", "overdue", "today", "upcoming")
@@ -69,6 +69,7 @@ class WorklistFilter:
     lang: str = "zh_CN"
     limit: int = 50
     offset: int = 0
+    tag: str | None = None  # a tag segment: only tasks of patients holding this open tag
 
 
 def _latest_risk(patient_id: Any = None) -> Any:
@@ -92,6 +93,8 @@ def _worklist_where(f: WorklistFilter) -> list[ColumnElement[bool]]:
         clauses.append(FollowupTask.due_date == f.today)
     elif f.bucket == "upcoming":
         clauses.append(FollowupTask.due_date > f.today)
+    if f.tag:
+        clauses.append(has_open_tag(FollowupTask.patient_id, f.tag))
     return clauses
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Subquery, func, select, true
 
 from db.models import Department, Patient, RiskAssessment
-from queries.filters import DataScope
+from queries.filters import DataScope, has_open_tag
 
 
 def _latest(model: str) -> Subquery:
@@ -31,8 +31,10 @@ def _scope(scope: DataScope) -> ColumnElement[bool]:
     return Patient.department_id.in_(scope.department_ids)
 
 
-def distribution(*, conn: Connection, model: str, scope: DataScope, lang: str) -> pd.DataFrame:
-    """One row per (department, level): how many patients' latest result of the model has that level."""
+def distribution(*, conn: Connection, model: str, scope: DataScope, lang: str, tag: str | None = None
+                 ) -> pd.DataFrame:
+    """One row per (department, level): how many patients' latest result of the model has that level (of the
+    patients holding an open `tag`, if given)."""
     latest = _latest(model)
     dept_name = Department.name_zh if lang == "zh_CN" else Department.name_en
     level = func.coalesce(latest.c.level, "none")
@@ -42,7 +44,7 @@ def distribution(*, conn: Connection, model: str, scope: DataScope, lang: str) -
         .select_from(latest)
         .join(Patient, Patient.id == latest.c.patient_id)
         .outerjoin(Department, Department.id == Patient.department_id)
-        .where(latest.c.rn == 1, _scope(scope))
+        .where(latest.c.rn == 1, _scope(scope), has_open_tag(Patient.id, tag))
         .group_by(Patient.department_id, dept_name, level)
         .order_by(dept_name, level)
     ).all()
@@ -50,7 +52,7 @@ def distribution(*, conn: Connection, model: str, scope: DataScope, lang: str) -
 
 
 def drilldown(*, conn: Connection, model: str, scope: DataScope, department_id: int | None, level: str,
-              limit: int = 200) -> pd.DataFrame:
+              limit: int = 200, tag: str | None = None) -> pd.DataFrame:
     """Patients of one department and level, highest score first (at most `limit`)."""
     latest = _latest(model)
     dept = Patient.department_id.is_(None) if department_id is None else Patient.department_id == department_id
@@ -60,7 +62,7 @@ def drilldown(*, conn: Connection, model: str, scope: DataScope, department_id: 
                latest.c.factors)
         .select_from(latest)
         .join(Patient, Patient.id == latest.c.patient_id)
-        .where(latest.c.rn == 1, _scope(scope), dept, lvl)
+        .where(latest.c.rn == 1, _scope(scope), dept, lvl, has_open_tag(Patient.id, tag))
         .order_by(latest.c.score.desc(), Patient.id)
         .limit(limit)
     ).all()

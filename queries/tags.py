@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import Connection, func, select
 
 from db.models import PatientTag, TagRule
 
@@ -58,9 +57,3 @@ def patient_tags(*, conn: Connection, patient_id: int, lang: str) -> pd.DataFram
         [(i, c, names.get(c, c), s, rc, rv) for i, c, s, rc, rv in rows],
         columns=["id", "code", "name", "since", "rule_code", "rule_version"],
     )
-
-
-def has_tag(patient_id_col: Any, tag_codes: Sequence[str]) -> ColumnElement[bool]:
-    """A segment filter for any screen's query: the patient carries one of these tags now (open, not ended)."""
-    return patient_id_col.in_(  # type: ignore[no-any-return]
-        select(PatientTag.patient_id).where(PatientTag.tag_code.in_(list(tag_codes)), PatientTag.until.is_(None)))

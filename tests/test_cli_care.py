@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 import manage
 from db.models import Patient, PatientTag, RiskAssessment
-from queries.tags import has_tag
+from queries.filters import has_open_tag
 from tests.factories import create_patient
 from tests.factories_care import create_observation
 
@@ -29,7 +29,7 @@ def test_run_automation_assesses_and_tags(sqlite_engine: Engine, monkeypatch: py
         assert s.scalar(select(func.count()).select_from(RiskAssessment)) == 4
         open_tags = set(s.scalars(select(PatientTag.tag_code).where(PatientTag.patient_id == pid)))
         assert {"obesity", "lost_to_followup"} <= open_tags
-        assert s.scalars(select(Patient.id).where(has_tag(Patient.id, ["obesity"]))).all() == [pid]
+        assert s.scalars(select(Patient.id).where(has_open_tag(Patient.id, "obesity"))).all() == [pid]
     assert manage.main(["run-automation", "--as-of", "2026-06-15"]) == 0
     with Session(sqlite_engine) as s:
         assert s.scalar(select(func.count()).select_from(RiskAssessment)) == 4

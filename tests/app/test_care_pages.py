@@ -17,8 +17,9 @@ from components.navigation import pages_for_role
 from db.models import AdviceItem, Department, HealthSummary, Patient, TagRule
 from services import advice, auth, clock, tags
 from services.auth import LoginPolicy
-from tests.factories import create_patient, create_user
+from tests.factories import create_patient, create_task, create_user
 from tests.factories_care import create_encounter, create_observation, create_risk
+from tests.factories_followup import create_tag
 
 ROLES = ("admin", "manager", "nurse", "quality")
 PASSWORD = "correct horse battery"
@@ -102,6 +103,55 @@ def test_risk_page_shows_levels_and_drilldown(app_db: Engine) -> None:
     assert any("patients shown" in c.value for c in at.caption)
     drill = at.dataframe[-1].value
     assert len(drill) >= 1
+
+
+def _tag_first_two(engine: Engine) -> list[int]:
+    with Session(engine) as s, s.begin():
+        ids = list(s.scalars(select(Patient.id).where(Patient.name.in_(["李0", "李1"])).order_by(Patient.id)))
+        for pid in ids:
+            create_tag(s, patient_id=pid, tag_code="hypertension", since=clock.now() - timedelta(days=3))
+    return ids
+
+
+@pytest.mark.parametrize(("lang", "segment"), [("en", "segment: Hypertension"), ("zh_CN", "人群：高血压")])
+def test_risk_page_narrows_to_a_tag_segment(app_db: Engine, lang: str, segment: str) -> None:
+    _tag_first_two(app_db)
+    at = _page(app_db, "manager", "risk", lang)
+    assert int(at.dataframe[0].value.to_numpy().sum()) == 4
+    at.selectbox(key="risk_tag").set_value("hypertension").run()
+    assert not at.exception, at.exception
+    assert int(at.dataframe[0].value.to_numpy().sum()) == 2, "only the segment's patients are counted"
+    assert len(at.dataframe[-1].value) <= 2
+    assert any(segment in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_patient_search_lists_a_segment_without_text(app_db: Engine, lang: str) -> None:
+    _tag_first_two(app_db)
+    at = _app(app_db, "nurse", lang).run()
+    at.switch_page("app_pages/patients.py").run()
+    assert not at.dataframe, "nothing to show before a search or a segment"
+    at.selectbox(key="patients_tag").set_value("hypertension").run()
+    assert not at.exception, at.exception
+    names = list(at.dataframe[0].value[i18n.t("patients.col.name", lang)])
+    assert names == ["李0", "李1"]
+    at.text_input(key="patients_q").input("李1").run()
+    assert list(at.dataframe[0].value[i18n.t("patients.col.name", lang)]) == ["李1"]
+
+
+def test_worklist_narrows_to_a_tag_segment(app_db: Engine) -> None:
+    ids = _tag_first_two(app_db)
+    with Session(app_db) as s, s.begin():
+        nurse = s.scalars(select(auth.User).where(auth.User.username == "nurse")).one()
+        for pid in s.scalars(select(Patient.id)):
+            create_task(s, patient_id=pid, assignee_id=nurse.id, due_date=clock.today())
+    at = _app(app_db, "nurse").run()
+    at.switch_page("app_pages/worklist.py").run()
+    assert len(at.dataframe[0].value) == 4
+    at.selectbox(key="wl_tag").set_value("hypertension").run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == len(ids) == 2
+    assert any("segment: Hypertension" in c.value for c in at.caption)
 
 
 def test_risk_page_in_chinese(app_db: Engine) -> None:
