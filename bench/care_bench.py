@@ -219,9 +219,10 @@ def _kept(args: argparse.Namespace) -> int:
                                   "seconds": time.perf_counter() - t}
     print(f"observation_latest: {stats.mode} in {result['latest_build']['seconds']:.1f} s", flush=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        # What autovacuum does after a bulk load: sets the visibility map, so index-only scans need no heap visits.
-        conn.execute(text("VACUUM ANALYZE observation_latest"))
-        conn.execute(text("VACUUM ANALYZE health_history"))
+        # What autovacuum does after a bulk load, and run-automation after a large care pass (db.engine.vacuum_analyze):
+        # sets the visibility map, so index-only scans need no heap visits.
+        for table in ("observation_latest", "health_history", "risk_assessments", "patient_tags"):
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
     if args.remeasure_first:
         print("run-automation (care part), first run again (rolled back) ...", flush=True)
         result["automation_first"] = _automation(engine, as_of, rollback=True, undo_first=True)

@@ -236,9 +236,9 @@ def _expect_overview(page: Page, server: StreamlitServer, lang: str) -> None:
     assert title in (chart.text_content() or ""), "the chart has no title saying what it shows"
 
 
-def _screenshot(page: Page, name: str) -> Path:
-    DOCS.mkdir(exist_ok=True)
-    path = DOCS / name
+def _screenshot(page: Page, name: str, folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
     # No hover toolbar over the chart and no focus ring on the language box in the picture.
     page.mouse.move(5, VIEWPORT["height"] - 5)
     page.evaluate("document.activeElement instanceof HTMLElement && document.activeElement.blur()")
@@ -253,16 +253,18 @@ def _screenshot(page: Page, name: str) -> Path:
 
 
 def test_manager_signs_in_and_sees_overview_in_both_languages(
-    server: StreamlitServer, context: BrowserContext
+    server: StreamlitServer, context: BrowserContext, tmp_path: Path
 ) -> None:
+    # The README's pictures are rewritten only when asked for (CARELOOP_UPDATE_SCREENSHOTS=1), not by every run.
+    folder = DOCS if os.environ.get("CARELOOP_UPDATE_SCREENSHOTS") == "1" else tmp_path
     page = context.new_page()
     _login(page, server, "manager", lang="zh_CN")
     _expect_overview(page, server, "zh_CN")
-    _screenshot(page, "screenshot-overview-zh.png")
+    _screenshot(page, "screenshot-overview-zh.png", folder)
 
     _switch_language(page, "en")  # signed in: the same session, now in English
     _expect_overview(page, server, "en")
-    shot = _screenshot(page, "screenshot-overview.png")
+    shot = _screenshot(page, "screenshot-overview.png", folder)
     assert shot.stat().st_size > 10_000  # a real picture of the page, used in the README
 
 
