@@ -419,7 +419,8 @@ class Compiler:
     def predicate(self, node: dict[str, Any], *, under_not: bool = False) -> ColumnElement[bool]:
         op = node.get("op")
         if op == "and":
-            return and_(true(), *[self.predicate(a, under_not=under_not) for a in node["args"]])
+            args, ranges = self._latest_ranges(node["args"])
+            return and_(true(), *ranges, *[self.predicate(a, under_not=under_not) for a in args])
         if op == "or":
             return or_(false(), *[self.predicate(a, under_not=under_not) for a in node["args"]])
         if op == "not":
@@ -428,6 +429,32 @@ class Compiler:
             return self._indicator(node, under_not=under_not)
         result: ColumnElement[bool] = getattr(self, f"_{node['kind']}")(node)
         return result
+
+    def _latest_ranges(self, args: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[ColumnElement[bool]]]:
+        """Latest-value conditions on one indicator side by side under an "and" (SBP >= 120 and SBP < 140) as one
+        range read of observation_latest: the same patients, but one semi-join, where two would be joined on a
+        row estimate PostgreSQL gets badly wrong (it reads "value < 2.3" against every indicator's values: 54,000
+        TG rows expected, 840,000 found, and a preview of 1.6 s instead of 0.2 s)."""
+        groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        for a in args:
+            if (self.latest_table and a.get("kind") == "indicator" and a.get("mode", "latest") == "latest"
+                    and not (self.pivot is not None and self.catalogue[a["code"]].id in self.pivot.columns)):
+                groups.setdefault((a["code"], a.get("window_days")), []).append(a)
+        merged = [g for g in groups.values() if len(g) > 1]
+        if not merged:
+            return args, []
+        taken = {id(a) for g in merged for a in g}
+        ranges: list[ColumnElement[bool]] = []
+        for group in merged:
+            first = group[0]
+            lw: list[Any] = [ObservationLatest.indicator_id == self.catalogue[first["code"]].id,
+                             *[_compare(ObservationLatest.value, a["cmp"], float(a["value"])) for a in group],
+                             *self._scoped(ObservationLatest.patient_id)]
+            since = self._since(first)
+            if since is not None:
+                lw.append(ObservationLatest.observed_at >= since)
+            ranges.append(Patient.id.in_(select(ObservationLatest.patient_id).where(*lw)))
+        return [a for a in args if id(a) not in taken], ranges
 
     def _since(self, node: dict[str, Any]) -> datetime | None:
         days = node.get("window_days")

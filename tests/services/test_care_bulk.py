@@ -96,6 +96,11 @@ def test_rules_on_latest_table_match_window_functions(session: Session) -> None:
     exprs = [r.expression for r in tags.BUILTIN_RULES] + [
         {"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 140, "window_days": 365},
         {"kind": "indicator", "code": "HDL", "cmp": "<", "value": 1.0, "window_days": 90},
+        # Side by side under an "and": read as one range per (indicator, window).
+        {"op": "and", "args": [{"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 120, "window_days": 400},
+                               {"kind": "indicator", "code": "SBP", "cmp": "<", "value": 170, "window_days": 400},
+                               {"kind": "indicator", "code": "SBP", "cmp": ">=", "value": 130},
+                               {"kind": "indicator", "code": "DBP", "cmp": "<", "value": 95}]},
         # Patients with no reading at all: false under a not(...) too, so not(...) keeps them.
         {"op": "not", "arg": {"kind": "indicator", "code": "LDL", "cmp": ">=", "value": 3.0}},
         {"op": "not", "arg": {"op": "or", "args": [{"kind": "indicator", "code": "TG", "cmp": ">=", "value": 1.5},
