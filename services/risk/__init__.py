@@ -1,7 +1,7 @@
 """Disease risk models (PCE, Framingham 2008, FINDRISC, CDRS) and their set-based run over all patients.
 
-China-PAR is deliberately absent: /work/shared/clinical-references.md has neither its coefficients nor a worked
-example to check them against (nor verified 2019 guideline bands), and coefficients are never guessed.
+China-PAR is deliberately absent: neither its coefficients nor a worked example could be taken from the publication
+to check them against, and coefficients are never guessed (docs/china-par.md says what was found and what it takes).
 """
 
 from __future__ import annotations
