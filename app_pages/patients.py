@@ -27,7 +27,7 @@ c1, c2, c3 = st.columns([3, 2, 1])
 text = c1.text_input(tr("patients.search.box"), key="patients_q", placeholder=tr("patients.search.placeholder"))
 tag, tag_name = tag_segment(key="patients_tag", container=c2)
 page = int(c3.number_input(tr("patients.search.page"), min_value=1, value=1, step=1, key="patients_page"))
-f = SearchFilter(text=text, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, tag=tag, tag_name=tag_name)
+f = SearchFilter(text=text, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, tag=tag, tag_name=tag_name, lang=lang())
 
 # data (not cached: a patient enrolled a minute ago must be found)
 if not text.strip() and not tag:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ class SearchFilter:
     # A tag segment (an open tag of this code), alone or narrowing the search; its name for describe().
     tag: str | None = None
     tag_name: str | None = None
+    lang: str = "zh_CN"  # the language of the department column
 
     def describe(self, lang: str) -> str:
         from i18n import t
@@ -115,7 +116,7 @@ def search_patients(
     if kind in ("name", "latin") and len(rows) < f.limit and f.offset == 0 and len(text) >= 2:
         contains = Patient.name.like("%" + like, escape="\\")
         seen = {r[0] for r in rows}
-        extra = [r for r in _run(conn, [contains], SearchFilter(text, f.limit, 0), scope, user_id)
+        extra = [r for r in _run(conn, [contains], replace(f, offset=0), scope, user_id)
                  if r[0] not in seen]
         rows = rows + extra[: f.limit - len(rows)]
     return pd.DataFrame([tuple(r) for r in rows], columns=SEARCH_COLUMNS)
@@ -134,7 +135,7 @@ def _run(conn: Connection, conds: list[ColumnElement[bool]], f: SearchFilter, sc
         return []
     stmt = (
         select(Patient.id, Patient.card_no, Patient.name, Patient.sex, Patient.birth_date, Patient.phone,
-               Patient.id_number, Department.name_zh, Patient.status)
+               Patient.id_number, _department_name(f.lang), Patient.status)
         .outerjoin(Department, Department.id == Patient.department_id)
         .where(Patient.id.in_(ids))
         .order_by(Patient.card_no)
@@ -142,6 +143,10 @@ def _run(conn: Connection, conds: list[ColumnElement[bool]], f: SearchFilter, sc
         .offset(f.offset)
     )
     return list(conn.execute(stmt).all())
+
+
+def _department_name(lang: str) -> Any:
+    return Department.name_zh if lang.startswith("zh") else Department.name_en
 
 
 def _segment(conn: Connection, f: SearchFilter, scope: DataScope | None, user_id: int | None) -> list[Any]:
@@ -153,7 +158,7 @@ def _segment(conn: Connection, f: SearchFilter, scope: DataScope | None, user_id
         where = and_(where, sc)
     stmt = (
         select(Patient.id, Patient.card_no, Patient.name, Patient.sex, Patient.birth_date, Patient.phone,
-               Patient.id_number, Department.name_zh, Patient.status)
+               Patient.id_number, _department_name(f.lang), Patient.status)
         .outerjoin(Department, Department.id == Patient.department_id)
         .where(where)
         .order_by(Patient.card_no)

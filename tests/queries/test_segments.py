@@ -40,6 +40,9 @@ def test_search_browses_a_segment_and_narrows_a_search(session: Session) -> None
     everyone = pq.search_patients(conn=conn, f=pq.SearchFilter("王"))
     assert set(everyone["id"]) == {ids["tagged"], ids["ended"], ids["plain"]}
     assert pq.search_patients(conn=conn, f=pq.SearchFilter("")).empty  # neither text nor segment: nothing
+    # A name found by "contains" (no name starts with it) stays inside the segment too.
+    assert list(pq.search_patients(conn=conn, f=pq.SearchFilter("高压"))["id"]) == [ids["tagged"]]
+    assert pq.search_patients(conn=conn, f=pq.SearchFilter("高压", tag="smoker")).empty
     # The nurse's scope still applies inside a segment.
     other = scope_for(role="nurse", department_id=department(session, "ENDO").id)
     assert pq.search_patients(conn=conn, f=pq.SearchFilter("", tag="hypertension"), scope=other).empty
@@ -76,3 +79,13 @@ def test_risk_distribution_and_drilldown_of_a_segment(session: Session) -> None:
     drill = rq.drilldown(conn=conn, model="pce", scope=scope, department_id=ids["dept"], level="high",
                          tag="hypertension")
     assert list(drill["patient_id"]) == [ids["tagged"]]
+
+
+def test_search_names_the_department_in_the_user_language(session: Session) -> None:
+    ids = _segment(session)
+    conn = session.connection()
+    zh = pq.search_patients(conn=conn, f=pq.SearchFilter("王高压", lang="zh_CN"))
+    en = pq.search_patients(conn=conn, f=pq.SearchFilter("王高压", lang="en"))
+    assert list(zh["id"]) == list(en["id"]) == [ids["tagged"]]
+    assert zh["department"].iloc[0] != en["department"].iloc[0]
+    assert en["department"].iloc[0].isascii()
