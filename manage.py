@@ -269,7 +269,7 @@ def cmd_run_automation(args: argparse.Namespace) -> int:
           f"{assessed.patients:,} patients)")
     print(f"{'tags opened / ended':32s} {tagged.added:>10,} / {tagged.ended:,} ({tagged.rules} rules)")
     if assessed.stored + tagged.added + tagged.ended > VACUUM_AFTER_ROWS:
-        vacuum_analyze(_engine(), ["risk_assessments", "patient_tags"])
+        vacuum_analyze(_engine(), ["risk_assessments", "patient_tags", "observation_latest"])
     with transaction(_engine()) as s:
         ensure_builtin_plans(s)
         result = run_automation(s, as_of=as_of, lookback_days=args.lookback_days, now=clock.now())

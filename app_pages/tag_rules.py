@@ -15,6 +15,7 @@ from components.runtime import lang, settings_or_stop, tr
 from queries import tags as tags_q
 from services import clock, rules, tags
 from services.errors import UserError
+from services.patients import LIFESTYLE_ASPECTS
 
 user = require("tag_rules")
 st.title(tr("nav.tag_rules"))
@@ -145,8 +146,8 @@ with st.container(border=True):
         f1.selectbox(tr("care.rules_page.sex"), ["M", "F"], key="rules_b_sex",
                      format_func=labelled(lambda s: tr(f"sex.{s}"), ["M", "F"]))
     elif kind == "lifestyle":
-        f1.selectbox(tr("care.rules_page.aspect"), ["smoking", "alcohol", "exercise", "diet", "sleep"],
-                     key="rules_b_aspect")
+        f1.selectbox(tr("care.rules_page.aspect"), list(LIFESTYLE_ASPECTS), key="rules_b_aspect",
+                     format_func=labelled(lambda a: tr(f"patients.aspect.{a}"), LIFESTYLE_ASPECTS))
         f2.text_input(tr("care.rules_page.status"), key="rules_b_status")
     else:
         model = f1.selectbox(tr("care.rules_page.model"), list(rules.RISK_MODELS), key="rules_b_model",
@@ -180,6 +181,7 @@ if p2.button(tr("care.rules_page.save"), key="rules_save", type="primary"):
                                                           expr, ss["rules_source"]),
                                    user_id=user.id, username=user.username, now=now)
             code, version = saved.code, saved.version
+        data.tag_segments.clear()  # the segment pickers list the active rules' tags
         ss["rules_flash"] = tr("care.rules_page.saved", code=code, version=version)
         ss["rules_loaded"] = None
         st.rerun()
@@ -194,6 +196,7 @@ if pick != NEW:
         with data.write() as s:
             tags.set_rule_active(s, rule_id=int(row["id"]), active=new_state, user_id=user.id,
                                  username=user.username)
+        data.tag_segments.clear()
         ss["rules_flash"] = tr("care.rules_page.toggled", code=pick,
                                state=tr("care.rules_page.state_on" if new_state else "care.rules_page.state_off"))
         st.rerun()

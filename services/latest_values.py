@@ -29,6 +29,8 @@ NAME = "observation_latest"
 CHUNK = 5000
 # Above this share of new observations a rebuild from scratch beats per-patient recomputation.
 REBUILD_SHARE = 0.25
+# ... or when more patients than this changed (their ids are listed in memory and recomputed 5,000 at a time).
+REBUILD_PATIENTS = 200_000
 _COLUMNS = ["patient_id", "indicator_id", "value", "observed_at", "observation_id"]
 
 
@@ -100,9 +102,13 @@ def refresh(session: Session, *, patient_ids: Iterable[int] | None = None) -> Re
             # sub-query of "observations above the watermark" inside the recomputation was planned against all
             # 58M observations (6 s for an import's 500 patients), and an import's patients came twice.
             changed = session.scalars(select(Observation.patient_id).where(Observation.id > state.watermark)
-                                      .distinct()).all()
-            wanted |= set(changed)
-            mode = "incremental" if mode == "current" else mode
+                                      .distinct().limit(REBUILD_PATIENTS + 1)).all()
+            if len(changed) > REBUILD_PATIENTS:
+                _build(session)  # so many patients that one pass over everything is cheaper than chunks
+                mode, patients, wanted = "build", -1, set()
+            else:
+                wanted |= set(changed)
+                mode = "incremental" if mode == "current" else mode
     if wanted:
         ids = sorted(wanted)
         for start in range(0, len(ids), CHUNK):

@@ -355,7 +355,8 @@ def consent_state(session: Session, *, patient_id: int) -> dict[str, bool]:
 
 # --- health record -----------------------------------------------------------------------------
 
-LIFESTYLE_ASPECTS = ("smoking", "alcohol", "activity", "diet", "sleep")
+# One vocabulary with the demo data and the tag rule builder (a rule on "exercise" must find what the form saved).
+LIFESTYLE_ASPECTS = ("smoking", "alcohol", "exercise", "diet", "sleep")
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,8 @@ class Compiler:
     latest_table: bool = False
     # Diagnosis and lifestyle conditions already evaluated for everyone in one scan (prefetch_history).
     history: HistoryFlags | None = None
-    # Latest values pivoted to one row per patient (prefetch_latest), joined by matching_ids.
+    # Latest values as columns joined to patients: a temporary table (prefetch_latest, for a run) or aliases of
+    # observation_latest (latest_joins, for the preview); matching_ids and preview_count add the joins.
     pivot: LatestPivot | None = None
     # Only these patients (patient_scope): every sub-query is restricted to them, so re-evaluating the few hundred
     # patients an import touched reads their rows by index instead of ranking the whole population.
@@ -427,6 +428,9 @@ class Compiler:
             return not_(self.predicate(node["arg"], under_not=True))
         if node["kind"] == "indicator":
             return self._indicator(node, under_not=under_not)
+        if node["kind"] == "age" and under_not:
+            # No birth date: "age >= 60" is false, so not(...) holds, as with a missing reading.
+            return func.coalesce(self._age(node), false())
         result: ColumnElement[bool] = getattr(self, f"_{node['kind']}")(node)
         return result
 

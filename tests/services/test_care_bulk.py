@@ -89,6 +89,18 @@ def test_latest_values_build_incremental_and_patients(session: Session) -> None:
     assert latest_values.usable(session, AS_OF)
 
 
+def test_latest_values_rebuild_when_many_patients_changed(session: Session, monkeypatch: Any) -> None:
+    people = [create_patient(session).id for _ in range(3)]
+    create_observation(session, patient_id=people[0], code="SBP", value=150, at=datetime(2026, 1, 1))
+    latest_values.refresh(session)
+    monkeypatch.setattr(latest_values, "REBUILD_PATIENTS", 1)
+    for p in people[1:]:
+        create_observation(session, patient_id=p, code="SBP", value=140, at=datetime(2026, 1, 2))
+    assert latest_values.refresh(session).mode == "build"
+    assert session.scalar(select(func.count()).select_from(ObservationLatest)) == 3
+    assert latest_values.usable(session, AS_OF)
+
+
 def test_rules_on_latest_table_match_window_functions(session: Session) -> None:
     ids = _population(session, 40)
     latest_values.refresh(session)
@@ -233,8 +245,35 @@ def test_scoped_evaluation_equals_the_whole_population_restricted(session: Sessi
     history = rules.prefetch_history(session, list(exprs.values()), as_of=AS_OF, scope=scope)
     pivot = rules.prefetch_latest(session, list(exprs.values()), catalogue=catalogue, scope=scope)
     for code, expr in exprs.items():
-        for kw in ({}, {"history": history}, {"history": history, "pivot": pivot, "latest_table": True}):
+        for kw in ({}, {"history": history}, {"history": history, "latest_table": True},
+                   {"history": history, "pivot": pivot, "latest_table": True}):
             got = set(session.scalars(rules.matching_ids(expr, as_of=AS_OF, catalogue=catalogue, scope=scope,
                                                          **kw)))
             assert got == everyone[code] & set(chosen), (code, kw.keys())
     assert any(everyone[c] & set(chosen) for c in SCOPED_EXTRA)
+
+
+def test_scoped_rule_run_leaves_other_patients_tags_alone(session: Session, monkeypatch: Any) -> None:
+    """apply_rules for an import's patients (a temporary scope table) opens and ends tags of those patients only:
+    the tags of everyone else stay exactly as they were, even where the data would now change them."""
+    ids = _population(session, 24, seed=31)
+    tags.ensure_builtin_rules(session)
+    tags.apply_rules(session, as_of=AS_OF)
+
+    def open_tags() -> set[tuple[int, str]]:
+        rows = session.execute(select(PatientTag.patient_id, PatientTag.tag_code).where(PatientTag.until.is_(None)))
+        return {(int(p), str(c)) for p, c in rows}
+
+    before = open_tags()
+    # New readings for everyone that change their BP tags; only half of them are re-evaluated.
+    for p in ids:
+        for day in (2, 3):
+            create_observation(session, patient_id=p, code="SBP", value=185, at=AS_OF - timedelta(days=day))
+            create_observation(session, patient_id=p, code="DBP", value=115, at=AS_OF - timedelta(days=day))
+    monkeypatch.setattr(rules, "INLINE_SCOPE", 0)
+    chosen = set(ids[::2])
+    tags.apply_rules(session, as_of=AS_OF, patient_ids=sorted(chosen))
+    after = open_tags()
+    assert {t for t in after if t[0] not in chosen} == {t for t in before if t[0] not in chosen}
+    assert all((p, "htn_grade_3") in after for p in chosen)
+    assert after != before

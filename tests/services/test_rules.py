@@ -257,3 +257,22 @@ def test_text_is_matched_literally_not_as_a_pattern(session: Session) -> None:
     create_history(session, patient_id=a, kind="condition", text="高血压")
     assert _ids(session, {"kind": "diagnosis", "text": ["%"]}) == set()
     assert _ids(session, {"kind": "diagnosis", "text": ["血"]}) == {a}
+
+
+@pytest.mark.parametrize(("expr", "unknown_matches", "old_matches"), [
+    ({"kind": "age", "cmp": ">=", "value": 60}, False, True),
+    ({"op": "not", "arg": {"kind": "age", "cmp": ">=", "value": 60}}, True, False),
+    ({"op": "not", "arg": {"kind": "age", "cmp": "==", "value": 66}}, True, True),
+    ({"op": "not", "arg": {"op": "and", "args": [{"kind": "sex", "value": "M"},
+                                                 {"kind": "age", "cmp": "<", "value": 40}]}}, True, True),
+])
+def test_unknown_birth_date_is_false_like_a_missing_reading(session: Session, expr: dict[str, Any],
+                                                            unknown_matches: bool, old_matches: bool) -> None:
+    """A condition on age is false for a patient without a birth date, so not(...) holds for them, exactly as a
+    condition on a reading the patient does not have; the preview and the run agree."""
+    unknown = create_patient(session, sex="M", birth_date=None).id
+    old = create_patient(session, sex="M", birth_date=date(1950, 1, 1)).id
+    got = _ids(session, expr)
+    assert (unknown in got) is unknown_matches
+    assert (old in got) is old_matches
+    assert _count(session, expr) == len(got)

@@ -5,6 +5,8 @@
   a lifestyle condition reads; PostgreSQL also gets statistics on the aspect expression (a partial expression index
   has none of its own), so the planner knows "smoking" is one row per patient, not 0.5 % of the table;
 - ix_observation_latest_indicator_value now includes patient_id and observed_at (PostgreSQL);
+- lifestyle records the form saved with aspect "activity" say "exercise", the word of the demo data, the importers
+  and the tag rule builder, so one rule finds both (the data step stays on downgrade: both words meant the same);
 - ix_risk_assessments_model_latest: each patient's assessments of a model, newest first, with the level, so "the
   newest assessment of model M" is one ordered index read instead of a sort of every assessment.
 
@@ -27,6 +29,11 @@ READ = "code, text, started_on, ended_on, recorded_at"
 
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
+    renamed = ("jsonb_set(detail::jsonb, '{aspect}', '\"exercise\"')::json" if pg
+               else "json_set(detail, '$.aspect', 'exercise')")
+    op.execute(f"UPDATE health_history SET detail = {renamed} "
+               "WHERE kind = 'lifestyle' AND detail IS NOT NULL AND "
+               + ("detail ->> 'aspect'" if pg else "json_extract(detail, '$.aspect')") + " = 'activity'")
     if pg:
         op.execute("SET LOCAL maintenance_work_mem = '1GB'")
         # The same text SQLAlchemy renders for db.models.lifestyle_aspect(), so the planner matches the index.
