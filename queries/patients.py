@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
 from sqlalchemy.orm import aliased
 
 from db.models import (
@@ -122,40 +122,16 @@ def search_patients(
     return pd.DataFrame([tuple(r) for r in rows], columns=SEARCH_COLUMNS)
 
 
-def _run(conn: Connection, conds: list[ColumnElement[bool]], f: SearchFilter, scope: DataScope | None,
-         user_id: int | None) -> list[Any]:
-    where: ColumnElement[bool] = and_(or_(*conds), has_open_tag(Patient.id, f.tag))
+def _where(where: ColumnElement[bool], f: SearchFilter, scope: DataScope | None,
+           user_id: int | None) -> ColumnElement[bool]:
+    """The search's own condition narrowed to the chosen segment and the user's scope."""
+    where = and_(where, has_open_tag(Patient.id, f.tag))
     sc = _scope_clause(scope, user_id)
-    if sc is not None:
-        where = and_(where, sc)
-    # Candidates first without ORDER BY: the planner ORs the prefix indexes instead of walking the card-number
-    # index in order and filtering; then only those rows are fetched by primary key and sorted.
-    ids = list(conn.execute(select(Patient.id).where(where).limit(MAX_MATCHES)).scalars())
-    if not ids:
-        return []
-    stmt = (
-        select(Patient.id, Patient.card_no, Patient.name, Patient.sex, Patient.birth_date, Patient.phone,
-               Patient.id_number, _department_name(f.lang), Patient.status)
-        .outerjoin(Department, Department.id == Patient.department_id)
-        .where(Patient.id.in_(ids))
-        .order_by(Patient.card_no)
-        .limit(f.limit)
-        .offset(f.offset)
-    )
-    return list(conn.execute(stmt).all())
+    return where if sc is None else and_(where, sc)
 
 
-def _department_name(lang: str) -> Any:
-    return Department.name_zh if lang.startswith("zh") else Department.name_en
-
-
-def _segment(conn: Connection, f: SearchFilter, scope: DataScope | None, user_id: int | None) -> list[Any]:
-    """One page of a tag segment in card-number order: the card-number index walked in order, each row's tag probed
-    by index, so a page of a 400,000-patient segment reads a few dozen rows."""
-    where = has_open_tag(Patient.id, f.tag)
-    sc = _scope_clause(scope, user_id)
-    if sc is not None:
-        where = and_(where, sc)
+def _page(conn: Connection, where: ColumnElement[bool], f: SearchFilter) -> list[Any]:
+    """One page of the rows a search shows, in card-number order."""
     stmt = (
         select(Patient.id, Patient.card_no, Patient.name, Patient.sex, Patient.birth_date, Patient.phone,
                Patient.id_number, _department_name(f.lang), Patient.status)
@@ -166,6 +142,25 @@ def _segment(conn: Connection, f: SearchFilter, scope: DataScope | None, user_id
         .offset(f.offset)
     )
     return list(conn.execute(stmt).all())
+
+
+def _run(conn: Connection, conds: list[ColumnElement[bool]], f: SearchFilter, scope: DataScope | None,
+         user_id: int | None) -> list[Any]:
+    # Candidates first without ORDER BY: the planner ORs the prefix indexes instead of walking the card-number
+    # index in order and filtering; then only those rows are fetched by primary key and sorted.
+    where = _where(or_(*conds), f, scope, user_id)
+    ids = list(conn.execute(select(Patient.id).where(where).limit(MAX_MATCHES)).scalars())
+    return _page(conn, Patient.id.in_(ids), f) if ids else []
+
+
+def _department_name(lang: str) -> Any:
+    return Department.name_zh if lang.startswith("zh") else Department.name_en
+
+
+def _segment(conn: Connection, f: SearchFilter, scope: DataScope | None, user_id: int | None) -> list[Any]:
+    """One page of a tag segment in card-number order: the card-number index walked in order, each row's tag probed
+    by index, so a page of a 400,000-patient segment reads a few dozen rows."""
+    return _page(conn, _where(true(), f, scope, user_id), f)
 
 
 def patient_id_by_card(*, conn: Connection, card_no: str) -> int | None:

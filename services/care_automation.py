@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services import clock, risk, tags
+from services import clock, latest_values, risk, tags
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ def reevaluate(session: Session, *, patient_ids: Iterable[int] | None = None,
     if ids is not None and not ids:
         return CareRun(0, 0, 0, 0)
     tags.ensure_builtin_rules(session, now=at)
-    assessed = risk.assess_all(session, as_of=at, patient_ids=ids)
-    tagged = tags.apply_rules(session, as_of=at, patient_ids=ids)
+    # Once for both passes: with patient ids a refresh recomputes those patients even when nothing is new.
+    latest_values.refresh(session, patient_ids=ids)
+    assessed = risk.assess_all(session, as_of=at, patient_ids=ids, refreshed=True)
+    tagged = tags.apply_rules(session, as_of=at, patient_ids=ids, refreshed=True)
     return CareRun(assessed.patients, assessed.stored, tagged.added, tagged.ended)

@@ -63,8 +63,8 @@ def _build(session: Session) -> None:
     session.execute(insert(ObservationLatest).from_select(_COLUMNS, _newest()))
 
 
-def _recompute(session: Session, patients: Any) -> None:
-    """Replace the rows of the patients selected by `patients` (a list of ids or a subquery of ids)."""
+def _recompute(session: Session, patients: list[int]) -> None:
+    """Replace the rows of the given patients (a chunk of ids)."""
     session.execute(delete(ObservationLatest).where(ObservationLatest.patient_id.in_(patients))
                     .execution_options(synchronize_session=False))
     session.execute(insert(ObservationLatest).from_select(_COLUMNS, _newest(Observation.patient_id.in_(patients))))

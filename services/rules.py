@@ -14,7 +14,7 @@ A rule is a tree of nodes, never code (nothing is eval'd):
     {"kind": "sex", "value": "M"}
     {"kind": "lifestyle", "aspect": "smoking", "key": "status", "values": ["current"], "text_not": ["戒"]}
         an active lifestyle record of that aspect (detail["aspect"], or its code when the detail names none: the
-        form writes the former, the demo data and importers the latter) whose detail[key] is one of
+        form writes the former, the demo data the latter) whose detail[key] is one of
         values (if key given), whose text contains one of "text" (if given) and none of "text_not" (if given)
     {"kind": "risk", "model": "pce", "levels": ["high"]}            the newest assessment of that model
     {"kind": "satisfaction", "cmp": "<=", "value": 6, "window_days": 365}   the newest NPS answer
@@ -687,6 +687,14 @@ class LatestPivot:
         return base
 
 
+def _latest_use_counts(exprs: list[dict[str, Any]]) -> Counter[str]:
+    """How many "latest" conditions of the rules read each indicator code."""
+    uses: Counter[str] = Counter()
+    for e in exprs:
+        _latest_uses(e, uses)
+    return uses
+
+
 def _latest_uses(node: Any, out: Counter[str]) -> None:
     if not isinstance(node, dict):
         return
@@ -706,10 +714,7 @@ def prefetch_latest(session: Session, exprs: list[dict[str, Any]], *, catalogue:
     Each such condition is then a column test on one joined row per patient instead of a sub-plan hashing up to a
     million ids (a rule such as high-normal BP has seven of them). Only valid when latest_values.usable().
     """
-    uses: Counter[str] = Counter()
-    for e in exprs:
-        _latest_uses(e, uses)
-    ids = sorted(catalogue[c].id for c in uses if c in catalogue)
+    ids = sorted(catalogue[c].id for c in _latest_use_counts(exprs) if c in catalogue)
     if not ids:
         return None
     columns = {ind: (f"v{i}", f"t{i}") for i, ind in enumerate(ids)}
@@ -745,9 +750,7 @@ def latest_joins(exprs: list[dict[str, Any]], *, catalogue: Catalogue,
     comparison on a joined row instead of a sub-plan hashing every patient with a matching value. Only valid when
     latest_values.usable().
     """
-    uses: Counter[str] = Counter()
-    for e in exprs:
-        _latest_uses(e, uses)
+    uses = _latest_use_counts(exprs)
     joins: list[tuple[FromClause, ColumnElement[bool]]] = []
     columns: dict[int, tuple[Any, Any]] = {}
     for code in sorted(c for c, n in uses.items() if c in catalogue and n >= min_uses):

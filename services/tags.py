@@ -230,16 +230,19 @@ def _rowcount(result: Result[Any]) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | None = None) -> ApplyResult:
+def apply_rules(session: Session, *, as_of: datetime, patient_ids: list[int] | None = None,
+                refreshed: bool = False) -> ApplyResult:
     """Re-evaluate every active rule for all patients (or the given ones): opens and ends tags in bulk SQL.
 
     A patient who matches and has no open tag of that code gets one (since = as_of, rule id and version);
     an automatic tag whose patient no longer matches is ended (until = as_of). Manual tags are left alone.
-    Idempotent: a second run with the same data changes nothing.
+    Idempotent: a second run with the same data changes nothing. refreshed=True: the caller has just refreshed
+    observation_latest for these patients in this transaction.
     """
     catalogue = rules.load_catalogue(session)
     rules.tune_for_sets(session)
-    latest_values.refresh(session, patient_ids=patient_ids)
+    if not refreshed:
+        latest_values.refresh(session, patient_ids=patient_ids)
     use_table = latest_values.usable(session, as_of)
     active = session.scalars(select(TagRule).where(TagRule.active.is_(True)).order_by(TagRule.code)).all()
     scope = None if patient_ids is None else rules.patient_scope(session, patient_ids)

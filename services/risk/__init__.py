@@ -374,15 +374,18 @@ def _changed(result: vector.VectorResult, prev: dict[str, list[Any]]) -> list[in
             if not p or v != result.version or s != scores[i] or lv != levels[i] or ms != missing[i]]
 
 
-def assess_all(session: Session, *, as_of: datetime, patient_ids: list[int] | None = None) -> AssessSummary:
+def assess_all(session: Session, *, as_of: datetime, patient_ids: list[int] | None = None,
+               refreshed: bool = False) -> AssessSummary:
     """Run every model for every patient (or the given ones) and store a row where the result changed.
 
     Set-based: per batch of patients one query for their latest values (observation_latest when current), one
     for their newest stored results, the models over numpy arrays, and one COPY of the changed rows.
     Idempotent: an unchanged score, level and missing list for the same model version writes nothing.
+    refreshed=True: the caller has just refreshed observation_latest for these patients in this transaction.
     """
     rules.tune_for_sets(session)
-    latest_values.refresh(session, patient_ids=patient_ids)
+    if not refreshed:
+        latest_values.refresh(session, patient_ids=patient_ids)
     use_table = latest_values.usable(session, as_of)
     flags = _flags(session, as_of, patient_ids, latest_table=use_table)
     members = {name: np.array(sorted(getattr(flags, name)), dtype=np.int64) for name in _Flags.__dataclass_fields__}
